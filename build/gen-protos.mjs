@@ -33,7 +33,7 @@ writeFileSync(path.join(outDir, 'protos.json'), JSON.stringify(root.toJSON({ kee
 execFileSync(process.execPath, [
   path.join(repo, 'node_modules/@grpc/proto-loader/build/bin/proto-loader-gen-types.js'),
   ...files,
-  '--longs=Number', '--enums=String', '--defaults', '--oneofs', '--keepCase=false',
+  '--longs=Number', '--enums=String', '--defaults', '--oneofs', '--keepCase',
   '--grpcLib=@grpc/grpc-js', `--outDir=${outDir}`, `--includeDirs=${protoRoot}`,
 ], { stdio: 'inherit' });
 console.log(`generated ${outDir} from ${files.join(', ')}`);

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "agent_native",
+      "sources": ["agent_native.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}

@@ -1,0 +1,231 @@
+// One container: its bundle, its init process and its exec'd processes.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors';
+import type { Logger } from '../log';
+import type { OciRuntime } from '../oci/runtime';
+import { parseProcess, type OciSpec } from '../oci/spec';
+import { ContainerProcess } from '../process/container-process';
+import type { ExitStatus } from '../process/exit-status';
+import { ProcessIO } from '../process/process-io';
+import type { Reaper } from '../process/reaper';
+import { validateId } from '../validate';
+import { readCgroupStats, type CgroupStats } from './cgroup-stats';
+
+export type ContainerState = 'created' | 'running' | 'paused' | 'stopped';
+
+export interface ContainerDeps {
+  runtime: OciRuntime;
+  reaper: Reaper;
+  log: Logger;
+  outputBufferBytes: number;
+}
+
+export class Container {
+  state: ContainerState = 'created';
+  readonly init: ContainerProcess;
+  private readonly execs = new Map<string, ContainerProcess>();
+
+  private constructor(
+    readonly id: string,
+    readonly bundle: string,
+    private readonly spec: OciSpec,
+    initIO: ProcessIO,
+    initExecId: string,
+    private readonly deps: ContainerDeps,
+  ) {
+    this.init = new ContainerProcess(id, initExecId, initIO);
+  }
+
+  /** Writes the bundle and runs `create`; undoes both if anything fails. */
+  static async create(
+    id: string,
+    initExecId: string,
+    bundle: string,
+    spec: OciSpec,
+    terminal: boolean,
+    deps: ContainerDeps,
+  ): Promise<Container> {
+    await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
+    const io = terminal ? ProcessIO.terminal(deps.outputBufferBytes) : ProcessIO.pipes(deps.outputBufferBytes);
+    const container = new Container(id, bundle, spec, io, initExecId, deps);
+    try {
+      await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+      const pid = await deps.runtime.create(id, bundle, io);
+      container.init.running(pid, deps.reaper.wait(pid));
+      void container.init.exited()!.then(() => container.onInitExit());
+      return container;
+    } catch (err) {
+      io.close();
+      await deps.runtime.delete(id).catch(() => {});
+      await fs.rm(bundle, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'created') {
+      throw failedPrecondition(`container ${this.id} is ${this.state}; only a created container can be started`);
+    }
+    await this.deps.runtime.start(this.id);
+    // The init may already have run to completion.
+    if (this.state === 'created') this.state = 'running';
+  }
+
+  async exec(execId: string, processJson: string): Promise<ContainerProcess> {
+    validateId('exec id', execId);
+    if (this.state !== 'running') {
+      throw failedPrecondition(`container ${this.id} is ${this.state}; exec needs a running container`);
+    }
+    if (execId === this.init.execId || this.execs.has(execId)) {
+      throw alreadyExists(`exec id ${execId} is already used in container ${this.id}`);
+    }
+    const { process, terminal } = parseProcess(processJson, { env: this.spec.process.env });
+    const io = terminal ? ProcessIO.terminal(this.deps.outputBufferBytes) : ProcessIO.pipes(this.deps.outputBufferBytes);
+    const proc = new ContainerProcess(this.id, execId, io);
+    // Reserve the id while the runtime works, so a concurrent duplicate is refused.
+    this.execs.set(execId, proc);
+    const processFile = path.join(this.bundle, `exec-${execId}.json`);
+    try {
+      await fs.writeFile(processFile, JSON.stringify(process));
+      const pid = await this.deps.runtime.exec(this.id, this.bundle, execId, processFile, io);
+      proc.running(pid, this.deps.reaper.wait(pid));
+      return proc;
+    } catch (err) {
+      this.execs.delete(execId);
+      io.close();
+      throw err;
+    } finally {
+      await fs.rm(processFile, { force: true });
+    }
+  }
+
+  /** The init process for an empty exec id, else the exec'd process. */
+  process(execId: string): ContainerProcess {
+    if (execId === '' || execId === this.init.execId) return this.init;
+    const proc = this.execs.get(validateId('exec id', execId));
+    if (!proc) throw notFound(`process ${execId} not found in container ${this.id}`);
+    return proc;
+  }
+
+  signal(execId: string, signal: number): void {
+    if (!Number.isInteger(signal) || signal < 1 || signal > 64) {
+      throw invalidArgument(`signal ${signal} is not a valid signal number (1-64)`);
+    }
+    const proc = this.process(execId);
+    // The pid stays ours until we reap it, so this cannot hit a recycled pid.
+    if (proc.isRunning) process.kill(proc.pid!, signal);
+  }
+
+  /** Waits for the process to exit; the exit status of an exec is then released. */
+  async wait(execId: string, signal?: AbortSignal): Promise<ExitStatus> {
+    const proc = this.process(execId);
+    const exited = proc.exited();
+    if (!exited) throw failedPrecondition(`process ${execId || proc.execId} in ${this.id} was never started`);
+    const status = await abortable(exited, signal, `wait for ${execId || proc.execId} in ${this.id}`);
+    proc.collected = true;
+    if (proc !== this.init) this.forgetWhenDrained(proc);
+    return status;
+  }
+
+  /** An exec is forgotten once its status is collected and its output read to the end. */
+  forgetWhenDrained(proc: ContainerProcess): void {
+    if (proc.collected && proc.io.stdout.atEnd && proc.io.stderr.atEnd && this.execs.get(proc.execId) === proc) {
+      this.execs.delete(proc.execId);
+      proc.io.close();
+    }
+  }
+
+  async pause(): Promise<void> {
+    if (this.state !== 'running') throw failedPrecondition(`container ${this.id} is ${this.state}, not running`);
+    await this.deps.runtime.pause(this.id);
+    this.state = 'paused';
+  }
+
+  async resume(): Promise<void> {
+    if (this.state !== 'paused') throw failedPrecondition(`container ${this.id} is ${this.state}, not paused`);
+    await this.deps.runtime.resume(this.id);
+    this.state = 'running';
+  }
+
+  async update(resourcesJson: string): Promise<void> {
+    let resources: unknown;
+    try {
+      resources = JSON.parse(resourcesJson);
+    } catch (err) {
+      throw invalidArgument(`resources_json is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof resources !== 'object' || resources === null || Array.isArray(resources)) {
+      throw invalidArgument('resources_json must be a JSON object (OCI LinuxResources)');
+    }
+    const file = path.join(this.bundle, 'resources.json');
+    await fs.writeFile(file, JSON.stringify(resources));
+    await this.deps.runtime.update(this.id, file);
+  }
+
+  stats(): Promise<CgroupStats> {
+    if (!this.init.isRunning) throw failedPrecondition(`container ${this.id} is not running: no statistics`);
+    return readCgroupStats(this.id, this.init.pid!);
+  }
+
+  async processList(format: string): Promise<Buffer> {
+    if (format !== '' && format !== 'table' && format !== 'json') {
+      throw invalidArgument(`format ${JSON.stringify(format)} is not "table" or "json"`);
+    }
+    const pids = await this.pids();
+    if (format === 'json') return Buffer.from(JSON.stringify(pids));
+    const rows = await Promise.all(pids.map(async (pid) => {
+      const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      return `${String(pid).padStart(7)} ${cmd.split('\0').filter(Boolean).join(' ')}`;
+    }));
+    return Buffer.from(['    PID CMD', ...rows].join('\n') + '\n');
+  }
+
+  /**
+   * Every process of the container: the init's process tree and each exec's.
+   * Walking the tree works with and without cgroups (the runtime's `ps` needs them).
+   */
+  private async pids(): Promise<number[]> {
+    const roots = [this.init, ...this.execs.values()].filter((p) => p.isRunning).map((p) => p.pid!);
+    const seen = new Set<number>();
+    const walk = async (pid: number): Promise<void> => {
+      if (seen.has(pid)) return;
+      seen.add(pid);
+      const tasks = await fs.readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+      for (const tid of tasks) {
+        const kids = await fs.readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '');
+        for (const k of kids.split(' ').filter(Boolean)) await walk(Number(k));
+      }
+    };
+    for (const r of roots) await walk(r);
+    return [...seen].sort((a, b) => a - b);
+  }
+
+  /** Kills what still runs, deletes the runtime's container and the bundle. */
+  async remove(timeoutSeconds: number): Promise<void> {
+    const running = [this.init, ...this.execs.values()].filter((p) => p.isRunning);
+    for (const p of running) process.kill(p.pid!, 'SIGKILL');
+    const exits = running.map((p) => p.exited()!);
+    const deadline = timeoutSeconds > 0 ? timeoutSeconds : 10;
+    await abortable(Promise.all(exits), AbortSignal.timeout(deadline * 1000), `stop of container ${this.id}`);
+    await this.deps.runtime.delete(this.id);
+    for (const p of [this.init, ...this.execs.values()]) p.io.close();
+    this.execs.clear();
+    await fs.rm(this.bundle, { recursive: true, force: true });
+  }
+
+  private onInitExit(): void {
+    this.state = 'stopped';
+    this.deps.log.info({ container: this.id, status: this.init.status }, 'container init exited');
+  }
+}
+
+async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(failedPrecondition(`${what} was cancelled or timed out`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

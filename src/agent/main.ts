@@ -1,0 +1,81 @@
+// The agent's entry point: configuration, logging, the core, the server.
+import fs from 'node:fs';
+import { ConfigError, helpText, loadConfig, type AgentConfig } from './config';
+import type { AgentCore } from './core';
+import { Sandbox } from './core/sandbox';
+import { createLogger, type Logger } from './log';
+import { isGuestInit } from './machine';
+import { OciRuntime } from './oci/runtime';
+import { Reaper } from './process/reaper';
+import { RpcMetrics } from './server/rpc-metrics';
+import { startServer } from './server/server';
+import { parseAddress } from './server/transport';
+import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
+
+export async function main(argv: readonly string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = loadConfig(argv, process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`agent: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (parsed.help) {
+    process.stdout.write(helpText());
+    return;
+  }
+  const { config } = parsed;
+  const log = createLogger(config.logLevel);
+  guardProcess(log);
+
+  const endpoint = parseAddress(config.serverAddr);
+  for (const dir of [config.stateDir, config.sharedDir]) fs.mkdirSync(dir, { recursive: true });
+
+  const reaper = new Reaper(log);
+  reaper.start();
+  const runtime = new OciRuntime({ binary: config.ociRuntime, globalArgs: config.ociRuntimeArgs }, reaper, log);
+  const sandbox = new Sandbox(
+    { stateDir: config.stateDir, sharedDir: config.sharedDir },
+    { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes },
+    log,
+  );
+  const core: AgentCore = {
+    config,
+    sandbox,
+    rpcMetrics: new RpcMetrics(),
+    onSandboxDestroyed: () => log.info('sandbox destroyed'),
+  };
+
+  const { server, address } = await startServer(core, endpoint, log);
+  log.info(
+    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, address, config: redact(config), sources: parsed.sources, guestInit: isGuestInit() },
+    'announce',
+  );
+
+  const stop = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    server.tryShutdown(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** An agent must keep serving: log anything that escapes and carry on. */
+function guardProcess(log: Logger): void {
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (agent keeps running)'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (agent keeps running)'));
+}
+
+function redact(config: AgentConfig): AgentConfig {
+  return { ...config };
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`agent: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,262 @@
+// Tests of the agent_native addon. Anything that changes process-wide or
+// machine-wide state (subreaper, reaping orphans, mount, hostname) runs in a
+// child node process, inside fresh mount+UTS namespaces where needed, so the
+// test runner and the machine are left untouched. reboot and finitModule are
+// never called. Run: node --import tsx --test src/agent/native.test.ts
+// (needs `node build/native/build.mjs` first).
+
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { buildSync } from 'esbuild';
+import { constants, native, type NativeError } from './native';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const NATIVE_TS = path.join(__dirname, 'native.ts');
+const ADDON = path.join(REPO, 'build', 'native', 'agent_native.node');
+
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-native-test-'));
+after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+
+/**
+ * Runs `code` (CommonJS, `native` and `constants` in scope, loaded from
+ * `nativeTs`) in a child `node --import tsx`, optionally under a prefix
+ * command such as unshare. Returns the JSON the child prints last.
+ */
+function runChild(
+  code: string,
+  opts: { prefix?: string[]; env?: NodeJS.ProcessEnv; nativeTs?: string } = {},
+): unknown {
+  const script =
+    `const { native, constants } = require(${JSON.stringify(opts.nativeTs ?? NATIVE_TS)});\n` +
+    `(async () => {\n${code}\n})().then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });`;
+  const argv = [...(opts.prefix ?? []), process.execPath, '--import', 'tsx', '-e', script];
+  const spawnOpts: SpawnSyncOptions = {
+    cwd: REPO, // --import tsx resolves from here
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, ...opts.env },
+  };
+  const r = spawnSync(argv[0]!, argv.slice(1), spawnOpts);
+  assert.equal(r.status, 0, `child failed (${r.signal ?? r.status}):\n${r.stderr}${r.stdout}`);
+  const lines = String(r.stdout).trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!);
+}
+
+function assertNativeError(err: unknown, code: string, syscall: string, args: string): true {
+  const e = err as NativeError;
+  assert.ok(e instanceof Error, `not an Error: ${String(err)}`);
+  assert.equal(e.code, code);
+  assert.equal(e.syscall, syscall);
+  assert.equal(e.errno, os.constants.errno[code as keyof typeof os.constants.errno]);
+  assert.match(e.message, new RegExp(`^${syscall} ${args.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\S`));
+  return true;
+}
+
+test('getpid and getppid match process', () => {
+  assert.equal(native.getpid(), process.pid);
+  assert.equal(native.getppid(), process.ppid);
+});
+
+test('constants come from the system headers', () => {
+  assert.equal(constants.MS_RDONLY, 1);
+  assert.equal(constants.MS_BIND, 4096);
+  assert.equal(constants.MNT_DETACH, 2);
+  assert.equal(constants.RB_POWER_OFF, 0x4321fedc);
+  assert.equal(constants.RB_HALT_SYSTEM, 0xcdef0123);
+  assert.equal(native.constants, constants);
+  assert.equal(Object.keys(constants).length, 18);
+  for (const [name, value] of Object.entries(constants)) {
+    assert.ok(Number.isInteger(value) && value > 0, `${name} = ${value}`);
+  }
+});
+
+test('setChildSubreaper sets it in a child process only', () => {
+  const runnerBefore = native.isChildSubreaper();
+  const r = runChild(`
+    const before = native.isChildSubreaper();
+    native.setChildSubreaper();
+    return { before, after: native.isChildSubreaper() };`);
+  assert.deepEqual(r, { before: false, after: true });
+  assert.equal(native.isChildSubreaper(), runnerBefore);
+});
+
+test('waitpid reaps orphans reparented to a subreaper', () => {
+  const r = runChild(`
+    const { execFileSync } = require('node:child_process');
+    native.setChildSubreaper();
+    // sh exits at once; its background job is orphaned and reparented to us.
+    const orphan = (script) => Number(execFileSync('sh', ['-c', script + ' >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' }));
+    const reap = async (pid) => {
+      for (const deadline = Date.now() + 10000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+        const st = native.waitpid(pid);
+        if (st) return st;
+      }
+      throw new Error('timed out waiting for ' + pid);
+    };
+    const exited = orphan('(sleep 0.3; exit 7)');
+    const exitStatus = await reap(exited);
+    let again;
+    try { native.waitpid(exited); } catch (e) { again = { code: e.code, syscall: e.syscall, message: e.message }; }
+    const sleeper = orphan('sleep 30');
+    const running = native.waitpid(sleeper);
+    process.kill(sleeper, 'SIGTERM');
+    const killedStatus = await reap(sleeper);
+    return { exited, exitStatus, again, sleeper, running, killedStatus };`) as Record<string, unknown>;
+
+  assert.deepEqual(r['exitStatus'], { pid: r['exited'], exitCode: 7, signal: null, coreDumped: false });
+  // Once reaped, the pid is no longer our child.
+  assert.deepEqual(r['again'], {
+    code: 'ECHILD',
+    syscall: 'waitpid',
+    message: `waitpid ${r['exited']}: No child processes`,
+  });
+  assert.equal(r['running'], null);
+  assert.deepEqual(r['killedStatus'], { pid: r['sleeper'], exitCode: null, signal: 15, coreDumped: false });
+});
+
+test('waitpid refuses pids that would reap arbitrary children', () => {
+  for (const pid of [0, -1, -process.pid, 1.5, Number.NaN, '1', undefined]) {
+    assert.throws(() => native.waitpid(pid as number), TypeError, `waitpid(${String(pid)})`);
+  }
+});
+
+test('waitpid of a process that is not our child throws ECHILD', () => {
+  assert.throws(() => native.waitpid(process.ppid), (e) => assertNativeError(e, 'ECHILD', 'waitpid', `${process.ppid}`));
+});
+
+test('clearCloexec clears FD_CLOEXEC set by Node', (t) => {
+  const fd = fs.openSync(path.join(tmpRoot, 'cloexec'), 'w');
+  t.after(() => fs.closeSync(fd));
+  assert.equal(native.getCloexec(fd), true);
+  native.clearCloexec(fd);
+  assert.equal(native.getCloexec(fd), false);
+  native.clearCloexec(fd); // idempotent
+  assert.equal(native.getCloexec(fd), false);
+});
+
+test('fcntl on a bad fd throws EBADF', () => {
+  assert.throws(() => native.getCloexec(999_999), (e) => assertNativeError(e, 'EBADF', 'fcntl', '999999 F_GETFD'));
+  assert.throws(() => native.clearCloexec(999_999), (e) => assertNativeError(e, 'EBADF', 'fcntl', '999999 F_GETFD'));
+  assert.throws(() => native.getCloexec(-1), TypeError);
+});
+
+test('mount, umount and sethostname in private mount+UTS namespaces', (t) => {
+  const prefix = ['unshare', '-m', '-u', '--propagation', 'private'];
+  const probe = spawnSync(prefix[0]!, [...prefix.slice(1), 'true'], { encoding: 'utf8' });
+  if (probe.status !== 0 && /not permitted|permission denied/i.test(probe.stderr)) {
+    t.skip(`unshare is not permitted here: ${probe.stderr.trim()}`);
+    return;
+  }
+  assert.equal(probe.status, 0, `unshare probe failed: ${probe.error?.message ?? probe.stderr}`);
+
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(tmpRoot, 'mnt-')));
+  const hostBefore = os.hostname();
+  const r = runChild(
+    `
+    const fs = require('node:fs'), os = require('node:os'), path = require('node:path');
+    const dir = process.env.MNT_DIR, c = constants;
+    const err = (f) => { try { f(); } catch (e) { return { type: e.constructor.name, code: e.code, syscall: e.syscall, message: e.message }; } };
+    native.mount('tmpfs', dir, 'tmpfs', c.MS_NOSUID | c.MS_NODEV, 'size=1m,mode=0700');
+    fs.writeFileSync(path.join(dir, 'f'), 'hello');
+    const read = fs.readFileSync(path.join(dir, 'f'), 'utf8');
+    const mounted = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\\n')
+      .filter((l) => l.split(' ')[4] === dir).map((l) => l.split(' - ')[1].split(' ')[0]);
+    // bind+remount takes no fstype (passed as NULL): make it read-only.
+    native.mount('', dir, '', c.MS_REMOUNT | c.MS_BIND | c.MS_RDONLY, '');
+    const readOnly = err(() => fs.writeFileSync(path.join(dir, 'g'), 'x'));
+    native.umount(dir, c.MNT_DETACH);
+    const goneAfterUmount = !fs.existsSync(path.join(dir, 'f'));
+    const notMounted = err(() => native.umount(dir, 0));
+    const missing = err(() => native.mount('tmpfs', dir + '/missing', 'tmpfs', 0, ''));
+    const nul = err(() => native.mount('tmpfs', dir + '\\0x', 'tmpfs', 0, ''));
+    native.sethostname('agent-native-test');
+    const hostname = os.hostname();
+    const badHost = err(() => native.sethostname('x'.repeat(65)));
+    return { read, mounted, readOnly, goneAfterUmount, notMounted, missing, nul, hostname, badHost };`,
+    { prefix, env: { MNT_DIR: dir } },
+  );
+  assert.deepEqual(r, {
+    read: 'hello',
+    mounted: ['tmpfs'],
+    readOnly: {
+      type: 'Error',
+      code: 'EROFS',
+      syscall: 'open',
+      message: `EROFS: read-only file system, open '${dir}/g'`,
+    },
+    goneAfterUmount: true,
+    notMounted: { type: 'Error', code: 'EINVAL', syscall: 'umount2', message: `umount2 ${dir} flags 0x0: Invalid argument` },
+    missing: {
+      type: 'Error',
+      code: 'ENOENT',
+      syscall: 'mount',
+      message: `mount tmpfs on ${dir}/missing type tmpfs flags 0x0: No such file or directory`,
+    },
+    nul: { type: 'TypeError', message: 'target must be a string without NUL characters' }, // no code: JSON drops undefined
+    hostname: 'agent-native-test',
+    badHost: {
+      type: 'Error',
+      code: 'EINVAL',
+      syscall: 'sethostname',
+      message: `sethostname ${'x'.repeat(65)}: Invalid argument`,
+    },
+  });
+  // Nothing leaked out of the namespaces.
+  assert.equal(os.hostname(), hostBefore);
+  assert.deepEqual(fs.readdirSync(dir), []);
+});
+
+test('loading is lazy and names every path tried when the addon is missing', () => {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'lazy-'));
+  const copy = path.join(dir, 'native.ts');
+  fs.copyFileSync(NATIVE_TS, copy);
+  const missing = '/nonexistent/agent_native.node';
+  const r = runChild(
+    `
+    let error;
+    try { native.getpid(); } catch (e) { error = e.message; }
+    let constError;
+    try { constants.MS_BIND; } catch (e) { constError = e.message; }
+    return { error, constError };`,
+    { nativeTs: copy, env: { AGENT_NATIVE_ADDON: missing } },
+  ) as { error: string; constError: string };
+  assert.match(r.error, /not found/);
+  assert.equal(r.constError, r.error);
+  const tried = r.error.slice(r.error.indexOf('tried: ') + 'tried: '.length).split(', ');
+  assert.deepEqual(tried.slice(0, 3), [
+    missing,
+    path.join(dir, 'agent_native.node'),
+    path.join(dir, 'build', 'native', 'agent_native.node'),
+  ]);
+  assert.equal(tried[tried.length - 1], '/build/native/agent_native.node');
+
+  // The env variable is honoured first.
+  const ok = runChild(`return native.getpid() === process.pid;`, {
+    nativeTs: copy,
+    env: { AGENT_NATIVE_ADDON: ADDON },
+  });
+  assert.equal(ok, true);
+});
+
+test('works bundled by esbuild with the addon next to the bundle', () => {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'bundle-'));
+  const entry = path.join(dir, 'entry.ts');
+  fs.writeFileSync(
+    entry,
+    `import { native, constants } from ${JSON.stringify(NATIVE_TS)};\n` +
+      `console.log(JSON.stringify({ pid: native.getpid() === process.pid, bind: constants.MS_BIND }));\n`,
+  );
+  const outfile = path.join(dir, 'dist', 'main.js');
+  buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile, logLevel: 'error' });
+  fs.copyFileSync(ADDON, path.join(dir, 'dist', 'agent_native.node'));
+  const r = spawnSync(process.execPath, [outfile], {
+    encoding: 'utf8',
+    env: { ...process.env, AGENT_NATIVE_ADDON: '' },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { pid: true, bind: 4096 });
+});

@@ -1,0 +1,106 @@
+// The one boundary every RPC passes through: a per-call logger, metrics, and
+// the translation of typed core errors into gRPC statuses. No exception
+// escapes a handler; anything unexpected becomes INTERNAL with the cause logged.
+import * as grpc from '@grpc/grpc-js';
+import { AgentError, type ErrorKind } from '../errors';
+import type { Logger } from '../log';
+import type { RpcMetrics } from './rpc-metrics';
+
+export interface RpcContext {
+  log: Logger;
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+}
+
+const STATUS_OF: Record<ErrorKind, grpc.status> = {
+  'not-found': grpc.status.NOT_FOUND,
+  'already-exists': grpc.status.ALREADY_EXISTS,
+  'invalid-argument': grpc.status.INVALID_ARGUMENT,
+  'failed-precondition': grpc.status.FAILED_PRECONDITION,
+  'resource-exhausted': grpc.status.RESOURCE_EXHAUSTED,
+  unimplemented: grpc.status.UNIMPLEMENTED,
+  unavailable: grpc.status.UNAVAILABLE,
+  internal: grpc.status.INTERNAL,
+};
+
+/** "/agent.v1.AgentService/CreateContainer" → ["v1", "CreateContainer"]. */
+export function describePath(path: string): { version: string; method: string } {
+  const m = /^\/([^/]+)\/([^/]+)$/.exec(path);
+  if (!m) return { version: 'unknown', method: path };
+  const version = /\.(v\d+)\./.exec(`${m[1]}.`)?.[1] ?? 'stable';
+  return { version, method: m[2]! };
+}
+
+export class RpcBoundary {
+  constructor(
+    private readonly log: Logger,
+    readonly metrics: RpcMetrics,
+  ) {}
+
+  unary<Req, Res>(fn: (req: Req, ctx: RpcContext) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const { ctx, finish } = this.begin(call, call.request);
+      Promise.resolve()
+        .then(() => fn(call.request, ctx))
+        .then(
+          (res) => {
+            finish(null);
+            callback(null, res);
+          },
+          (err: unknown) => callback(finish(err)),
+        );
+    };
+  }
+
+  serverStream<Req, Res>(
+    fn: (req: Req, ctx: RpcContext, send: (msg: Res) => Promise<void>) => Promise<void>,
+  ): grpc.handleServerStreamingCall<Req, Res> {
+    return (call) => {
+      const { ctx, finish } = this.begin(call, call.request);
+      const send = (msg: Res) =>
+        new Promise<void>((resolve) => (call.write(msg) ? resolve() : call.once('drain', () => resolve())));
+      fn(call.request, ctx, send).then(
+        () => {
+          finish(null);
+          call.end();
+        },
+        (err: unknown) => call.destroy(finish(err) as unknown as Error),
+      );
+    };
+  }
+
+  private begin(call: { getPath(): string; once(event: 'cancelled', listener: () => void): unknown }, request: unknown) {
+    const { version, method } = describePath(call.getPath());
+    const ids = request as { container_id?: string; exec_id?: string };
+    const log = this.log.child({
+      rpc: method,
+      version,
+      ...(ids.container_id ? { container: ids.container_id } : {}),
+      ...(ids.exec_id ? { exec: ids.exec_id } : {}),
+    });
+    const controller = new AbortController();
+    call.once('cancelled', () => controller.abort());
+    const started = process.hrtime.bigint();
+    log.debug('call');
+    const finish = (err: unknown): Partial<grpc.StatusObject> | null => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (err === null) {
+        this.metrics.record(version, method, 'OK');
+        log.debug({ ms }, 'ok');
+        return null;
+      }
+      const status = toStatus(err, method);
+      this.metrics.record(version, method, grpc.status[status.code]);
+      if (status.code === grpc.status.INTERNAL) log.error({ err, ms }, 'internal error');
+      else log.info({ code: grpc.status[status.code], error: status.details, ms }, 'failed');
+      return status;
+    };
+    return { ctx: { log, signal: controller.signal }, finish };
+  }
+}
+
+export function toStatus(err: unknown, method: string): { code: grpc.status; details: string } {
+  if (err instanceof AgentError) return { code: STATUS_OF[err.kind], details: err.message };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: grpc.status.INTERNAL, details: `${method} failed unexpectedly: ${message} (details in the agent log)` };
+}

@@ -1,0 +1,41 @@
+// The gRPC server: agent.Discovery, every protocol version's AgentService,
+// grpc.health.v1 and server reflection, on one listener.
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { discoveryHandlers } from '../../handlers/discovery';
+import { v1Handlers } from '../../handlers/v1';
+import { AgentV1Service, DiscoveryService, packageDefinition } from '../../protocol';
+import type { AgentCore } from '../core';
+import type { Logger } from '../log';
+import { RpcBoundary } from './rpc';
+import { bindTarget, type Endpoint } from './transport';
+
+export interface AgentServer {
+  server: grpc.Server;
+  health: HealthImplementation;
+  /** The address actually bound (the port is filled in for tcp port 0). */
+  address: string;
+}
+
+export async function startServer(core: AgentCore, endpoint: Endpoint, log: Logger): Promise<AgentServer> {
+  const limit = core.config.maxMessageBytes;
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': limit,
+    'grpc.max_send_message_length': limit,
+  });
+  const rpc = new RpcBoundary(log, core.rpcMetrics);
+  server.addService(DiscoveryService.service, discoveryHandlers(core, rpc));
+  server.addService(AgentV1Service.service, v1Handlers(core, rpc));
+
+  const health = new HealthImplementation({ '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING' });
+  health.addToServer(server);
+  new ReflectionService(packageDefinition).addToServer(server);
+
+  const target = bindTarget(endpoint);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const address = endpoint.kind === 'tcp' ? `tcp://${endpoint.host}:${port}` : `unix://${endpoint.kind === 'unix' ? endpoint.path : ''}`;
+  return { server, health, address };
+}

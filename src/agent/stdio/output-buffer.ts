@@ -1,0 +1,91 @@
+// A bounded buffer between a process's output stream and the clients that
+// read it. When nobody reads, the source is paused once `limit` bytes wait:
+// the process then blocks in write(2) — back-pressure, not loss. Readers
+// block until data or end of stream; an empty result means end of stream.
+import type { Readable } from 'node:stream';
+
+export class OutputBuffer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private ended = false;
+  private waiters: Array<() => void> = [];
+  /** Bytes handed to readers so far: the stream offset of the next byte. */
+  private consumed = 0;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly limit: number,
+  ) {
+    source.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+      if (this.size >= this.limit) source.pause();
+      this.wake();
+    });
+    const end = () => {
+      this.ended = true;
+      this.wake();
+    };
+    source.once('end', end);
+    source.once('close', end);
+    // A pty master reports the closed slave as EIO: that is end of stream.
+    source.on('error', end);
+  }
+
+  get offset(): number {
+    return this.consumed;
+  }
+
+  get buffered(): number {
+    return this.size;
+  }
+
+  get atEnd(): boolean {
+    return this.ended && this.size === 0;
+  }
+
+  /** Up to `max` bytes; waits for data; empty at end of stream or on abort. */
+  async read(max: number, signal?: AbortSignal): Promise<Buffer> {
+    while (this.size === 0 && !this.ended) {
+      if (signal?.aborted) return Buffer.alloc(0);
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        this.waiters.push(done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+    const out = this.take(max);
+    if (this.size < this.limit && this.source.isPaused() && !this.ended) this.source.resume();
+    return out;
+  }
+
+  private take(max: number): Buffer {
+    const parts: Buffer[] = [];
+    let want = Math.max(1, max);
+    while (want > 0 && this.chunks.length > 0) {
+      const head = this.chunks[0]!;
+      if (head.length <= want) {
+        parts.push(head);
+        this.chunks.shift();
+        want -= head.length;
+      } else {
+        parts.push(head.subarray(0, want));
+        this.chunks[0] = head.subarray(want);
+        want = 0;
+      }
+    }
+    const out = Buffer.concat(parts);
+    this.size -= out.length;
+    this.consumed += out.length;
+    return out;
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}

@@ -1,0 +1,72 @@
+// Pseudo-terminals for TTY processes, allocated with node-pty's native
+// module. node-pty's spawn() ties the terminal's life to its direct child,
+// but our direct child is the OCI runtime, which exits as soon as the
+// container process runs. So the agent allocates the pty itself and hands
+// the slave to the runtime ("pass-through" terminal, as runc calls it).
+// This is the only module that reaches into node-pty's internals.
+import fs from 'node:fs';
+import tty from 'node:tty';
+
+interface NativePty {
+  open(cols: number, rows: number): { master: number; slave: number; pty: string };
+  resize(fd: number, cols: number, rows: number): void;
+}
+
+let nativePty: NativePty | undefined;
+function load(): NativePty {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  nativePty ??= (require('node-pty/lib/utils') as { loadNativeModule(n: string): { module: NativePty } })
+    .loadNativeModule('pty').module;
+  return nativePty;
+}
+
+export class Pty {
+  readonly output: tty.ReadStream;
+  private slave: number | null;
+  private closed = false;
+
+  constructor(cols = 80, rows = 24) {
+    const { master, slave } = load().open(cols, rows);
+    this.slave = slave;
+    this.masterFd = master;
+    this.output = new tty.ReadStream(master);
+  }
+
+  readonly masterFd: number;
+
+  /** The slave end, to pass as stdio to the runtime; close it once spawned. */
+  get slaveFd(): number {
+    if (this.slave === null) throw new Error('pty slave already closed');
+    return this.slave;
+  }
+
+  /** Closes the agent's copy of the slave, so end of output can be seen. */
+  closeSlave(): void {
+    if (this.slave !== null) fs.closeSync(this.slave);
+    this.slave = null;
+  }
+
+  resize(cols: number, rows: number): void {
+    load().resize(this.masterFd, cols, rows);
+  }
+
+  /** Writes everything, waiting while the terminal's input queue is full. */
+  async write(data: Buffer): Promise<void> {
+    let off = 0;
+    while (off < data.length) {
+      try {
+        off += fs.writeSync(this.masterFd, data, off);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeSlave();
+    this.output.destroy(); // closes the master fd
+  }
+}

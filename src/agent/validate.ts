@@ -1,0 +1,55 @@
+// Validation of identifiers and paths that arrive over the wire. Every id is
+// used as a path component and a crun argument, so the pattern is strict.
+import fs from 'node:fs';
+import path from 'node:path';
+import { invalidArgument } from './errors';
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Checks a container or exec id; `what` names it in the error. */
+export function validateId(what: string, id: string): string {
+  if (!ID_PATTERN.test(id)) {
+    throw invalidArgument(
+      `${what} ${JSON.stringify(id)} is invalid: use 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit`,
+    );
+  }
+  return id;
+}
+
+/**
+ * Resolves `userPath` inside `root` and proves it stays there: no `..`
+ * component, no NUL, and no symlink on the way that points outside. A
+ * relative path is taken relative to root; an absolute one must start with it.
+ * The path itself need not exist yet (CopyFile creates it).
+ */
+export function resolveWithin(root: string, userPath: string, what = 'path'): string {
+  if (userPath === '' || userPath.includes('\0')) {
+    throw invalidArgument(`${what} ${JSON.stringify(userPath)} is empty or contains NUL`);
+  }
+  if (userPath.split(/[\\/]+/).includes('..')) {
+    throw invalidArgument(`${what} ${JSON.stringify(userPath)} contains "..": paths may not climb out of ${root}`);
+  }
+  const rootReal = fs.realpathSync(root);
+  const candidate = path.isAbsolute(userPath) ? path.normalize(userPath) : path.join(root, userPath);
+  const inside = isWithin(path.resolve(root), candidate) || isWithin(rootReal, candidate);
+  if (!inside) {
+    throw invalidArgument(`${what} ${JSON.stringify(userPath)} is outside the allowed root ${root}`);
+  }
+  // Resolve symlinks on the longest existing prefix; the rest does not exist yet.
+  let existing = candidate;
+  const rest: string[] = [];
+  while (!fs.existsSync(existing)) {
+    rest.unshift(path.basename(existing));
+    existing = path.dirname(existing);
+  }
+  const resolved = path.join(fs.realpathSync(existing), ...rest);
+  if (!isWithin(rootReal, resolved)) {
+    throw invalidArgument(`${what} ${JSON.stringify(userPath)} leads outside ${root} through a symlink`);
+  }
+  return resolved;
+}
+
+function isWithin(root: string, p: string): boolean {
+  const rel = path.relative(root, p);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}

@@ -1,0 +1,53 @@
+// v1 container RPCs.
+import type { AgentCore } from '../../agent/core';
+import { unimplemented } from '../../agent/errors';
+import type { RpcBoundary } from '../../agent/server/rpc';
+import type { AgentV1Handlers } from '../../protocol';
+
+type Group =
+  | 'CreateContainer' | 'StartContainer' | 'RemoveContainer' | 'PauseContainer' | 'ResumeContainer'
+  | 'UpdateContainer' | 'StatsContainer' | 'ListProcesses';
+
+export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
+  const { sandbox } = core;
+  return {
+    CreateContainer: rpc.unary(async (req) => {
+      // Refused rather than ignored: a container without its storages would run wrong.
+      if (req.storages.length > 0) throw unimplemented('per-container storages are not supported by this agent yet');
+      await sandbox.createContainer(req.container_id, req.exec_id, req.oci_spec_json);
+      return {};
+    }),
+    StartContainer: rpc.unary(async (req) => {
+      await sandbox.container(req.container_id).start();
+      return {};
+    }),
+    RemoveContainer: rpc.unary(async (req) => {
+      await sandbox.removeContainer(req.container_id, req.timeout);
+      return {};
+    }),
+    PauseContainer: rpc.unary(async (req) => {
+      await sandbox.container(req.container_id).pause();
+      return {};
+    }),
+    ResumeContainer: rpc.unary(async (req) => {
+      await sandbox.container(req.container_id).resume();
+      return {};
+    }),
+    UpdateContainer: rpc.unary(async (req) => {
+      await sandbox.container(req.container_id).update(req.resources_json);
+      return {};
+    }),
+    StatsContainer: rpc.unary(async (req) => {
+      const s = await sandbox.container(req.container_id).stats();
+      return {
+        cpu: { usage_usec: s.cpu.usageUsec, user_usec: s.cpu.userUsec, system_usec: s.cpu.systemUsec },
+        memory: { usage_bytes: s.memory.usageBytes, limit_bytes: s.memory.limitBytes },
+        pids: s.pids,
+        cgroup_path: s.cgroupPath,
+      };
+    }),
+    ListProcesses: rpc.unary(async (req) => ({
+      process_list: await sandbox.container(req.container_id).processList(req.format),
+    })),
+  } satisfies Pick<AgentV1Handlers, Group>;
+}
