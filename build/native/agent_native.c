@@ -1,6 +1,6 @@
 // agent_native: the few Linux syscalls the guest agent needs (as PID 1) that
 // Node does not expose: child subreaper, targeted waitpid, close-on-exec,
-// mount, hostname, reboot and kernel module loading.
+// mount, hostname, reboot, kernel module loading and the wall clock.
 //
 // Plain C against node_api.h. N-API version 8 is a stable ABI, so the same
 // .node file loads on Node 20, 22 and 24 without a rebuild.
@@ -21,6 +21,7 @@
 #include <sys/reboot.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 // An N-API call failed. Usually a JS exception is already pending; if not,
@@ -277,6 +278,22 @@ static napi_value do_getppid(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// clock_settime(CLOCK_REALTIME): sets the machine's wall clock. Only the
+// guest's init calls it (machine.ts requireGuestInit). Out-of-range values are
+// a TypeError before any syscall, so the kernel never sees a bad timespec.
+static napi_value clock_settime_realtime(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t sec, nsec;
+  if (!get_args(env, info, 2, argv)) return napi_failed(env);
+  // 2^53-1: the largest integer a JS number holds exactly.
+  if (!get_int(env, argv[0], "sec", 0, 9007199254740991LL, &sec)) return NULL;
+  if (!get_int(env, argv[1], "nsec", 0, 999999999, &nsec)) return NULL;
+  struct timespec ts = { .tv_sec = (time_t)sec, .tv_nsec = (long)nsec };
+  if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+    return throw_errno(env, errno, "clock_settime", "CLOCK_REALTIME %lld.%09lld", (long long)sec, (long long)nsec);
+  return NULL;
+}
+
 // Values come from the system headers so JS never hard-codes them.
 #define CONST(name) { #name, (uint32_t)(name) }
 static const struct { const char *name; uint32_t value; } constants[] = {
@@ -294,6 +311,7 @@ NAPI_MODULE_INIT() {
     FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname),
     FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module),
     FN("getpid", do_getpid), FN("getppid", do_getppid),
+    FN("clockSettime", clock_settime_realtime),
 #undef FN
   };
   CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

@@ -1,5 +1,6 @@
 // The agent's entry point: configuration, logging, the core, the server.
 import fs from 'node:fs';
+import path from 'node:path';
 import { ConfigError, helpText, loadConfig, type AgentConfig } from './config';
 import type { AgentCore } from './core';
 import { Sandbox } from './core/sandbox';
@@ -35,7 +36,11 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   const reaper = new Reaper(log);
   reaper.start();
-  const runtime = new OciRuntime({ binary: config.ociRuntime, globalArgs: config.ociRuntimeArgs }, reaper, log);
+  const runtime = new OciRuntime(
+    { binary: config.ociRuntime, globalArgs: config.ociRuntimeArgs, root: path.join(config.stateDir, 'runtime') },
+    reaper,
+    log,
+  );
   const sandbox = new Sandbox(
     { stateDir: config.stateDir, sharedDir: config.sharedDir },
     { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes },

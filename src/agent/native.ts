@@ -79,6 +79,11 @@ export interface NativeAddon {
   finitModule(path: string, params: string): void;
   getpid(): number;
   getppid(): number;
+  /**
+   * clock_settime(CLOCK_REALTIME, {sec, nsec}): sets the machine's wall clock.
+   * TypeError unless 0 <= sec <= 2^53-1 and 0 <= nsec <= 999999999 (checked before the syscall).
+   */
+  clockSettime(sec: number, nsec: number): void;
   readonly constants: NativeConstants;
 }
 
@@ -142,5 +147,6 @@ export const native: NativeAddon = {
   finitModule: (p, params) => load().finitModule(p, params),
   getpid: () => load().getpid(),
   getppid: () => load().getppid(),
+  clockSettime: (sec, nsec) => load().clockSettime(sec, nsec),
   constants,
 };

@@ -128,9 +128,9 @@ export class Container {
     return status;
   }
 
-  /** An exec is forgotten once its status is collected and its output read to the end. */
+  /** An exec is forgotten once its status is collected and its output read to the end (see OutputBuffer.drained). */
   forgetWhenDrained(proc: ContainerProcess): void {
-    if (proc.collected && proc.io.stdout.atEnd && proc.io.stderr.atEnd && this.execs.get(proc.execId) === proc) {
+    if (proc.collected && proc.io.stdout.drained && proc.io.stderr.drained && this.execs.get(proc.execId) === proc) {
       this.execs.delete(proc.execId);
       proc.io.close();
     }

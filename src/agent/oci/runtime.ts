@@ -11,6 +11,8 @@ import type { Reaper } from '../process/reaper';
 export interface RuntimeOptions {
   binary: string;
   globalArgs: readonly string[];
+  /** The runtime's own state directory (--root): private to this agent. */
+  root: string;
 }
 
 export interface RuntimeState {
@@ -65,7 +67,7 @@ export class OciRuntime {
 
   /** Runs one runtime command to completion; a failure becomes a typed error. */
   run(args: readonly string[]): Promise<string> {
-    const full = [...this.options.globalArgs, ...args];
+    const full = [...this.globalArgs(), ...args];
     return new Promise((resolve, reject) => {
       const child = this.reaper.spawn(this.options.binary, full, { stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
@@ -80,11 +82,15 @@ export class OciRuntime {
     });
   }
 
+  private globalArgs(): string[] {
+    return ['--root', this.options.root, ...this.options.globalArgs];
+  }
+
   private async launch(args: string[], bundle: string, pidFile: string, io: ProcessIO): Promise<number> {
     const logFile = path.join(bundle, 'runtime.log');
     await fs.rm(pidFile, { force: true });
     await fs.writeFile(logFile, '');
-    const full = [...this.options.globalArgs, `--log=${logFile}`, ...args];
+    const full = [...this.globalArgs(), `--log=${logFile}`, ...args];
     this.log.debug({ runtime: this.options.binary, args: full }, 'runtime launch');
     const child = this.reaper.spawn(this.options.binary, full, { stdio: io.spawnStdio() });
     io.attach(child);

@@ -46,8 +46,11 @@ export class ProcessIO {
       return;
     }
     this.stdin = child.stdin;
+    // Node destroys a child's stdin when that child exits, but the child here
+    // is the runtime, which exits at once; the container process keeps reading.
+    child.stdin = null;
     // EPIPE when the process has closed stdin is reported on the write call.
-    child.stdin!.on('error', () => {});
+    this.stdin!.on('error', () => {});
     this.stdout = new OutputBuffer(child.stdout as Readable, this.bufferLimit);
     this.stderr = new OutputBuffer(child.stderr as Readable, this.bufferLimit);
   }

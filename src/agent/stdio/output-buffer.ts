@@ -11,6 +11,7 @@ export class OutputBuffer {
   private waiters: Array<() => void> = [];
   /** Bytes handed to readers so far: the stream offset of the next byte. */
   private consumed = 0;
+  private eofDelivered = false;
 
   constructor(
     private readonly source: Readable,
@@ -44,6 +45,15 @@ export class OutputBuffer {
     return this.ended && this.size === 0;
   }
 
+  /**
+   * Nothing more for anyone: a reader has been told end of stream, or the
+   * stream ended without its reader ever taking data (nobody reads it).
+   * A reader that took data but has not yet seen the end is still owed it.
+   */
+  get drained(): boolean {
+    return this.eofDelivered || (this.atEnd && this.consumed === 0);
+  }
+
   /** Up to `max` bytes; waits for data; empty at end of stream or on abort. */
   async read(max: number, signal?: AbortSignal): Promise<Buffer> {
     while (this.size === 0 && !this.ended) {
@@ -58,6 +68,7 @@ export class OutputBuffer {
       });
     }
     const out = this.take(max);
+    if (out.length === 0 && this.ended) this.eofDelivered = true;
     if (this.size < this.limit && this.source.isPaused() && !this.ended) this.source.resume();
     return out;
   }

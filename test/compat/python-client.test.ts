@@ -1,0 +1,99 @@
+// Compatibility: an independent Python client (Debian's python3-grpcio and
+// python3-protobuf, stubs generated from proto/ by protoc at test time) drives
+// the bundled agent through a container's life cycle. Missing Python modules
+// or protoc plugins fail the test with the Debian package to install.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { REPO, startAgent, type TestAgent } from '../helpers/agent-process';
+import { containerSpec } from '../helpers/spec';
+
+const PYTHON = '/usr/bin/python3';
+const PROTOC = '/usr/bin/protoc';
+const GRPC_PLUGIN = '/usr/bin/grpc_python_plugin';
+const CLIENT = path.join(REPO, 'test', 'compat', 'python', 'client.py');
+
+function requirePrerequisites(): void {
+  if (!fs.existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: apt-get install python3`);
+  for (const [mod, pkg] of [['grpc', 'python3-grpcio'], ['google.protobuf', 'python3-protobuf']]) {
+    const r = spawnSync(PYTHON, ['-c', `import ${mod}`], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      throw new Error(`${PYTHON} cannot import ${mod}: apt-get install ${pkg} (Debian package; the python3 on PATH may be another Python)\n${r.stderr}`);
+    }
+  }
+  if (!fs.existsSync(PROTOC)) throw new Error(`${PROTOC} is missing: apt-get install protobuf-compiler`);
+  if (!fs.existsSync(GRPC_PLUGIN)) throw new Error(`${GRPC_PLUGIN} is missing: apt-get install protobuf-compiler-grpc`);
+}
+
+function generateStubs(outDir: string): void {
+  const r = spawnSync(
+    PROTOC,
+    [
+      '-I', path.join(REPO, 'proto'),
+      `--python_out=${outDir}`,
+      `--plugin=protoc-gen-grpc_python=${GRPC_PLUGIN}`,
+      `--grpc_python_out=${outDir}`,
+      'agent/discovery.proto',
+      'agent/v1/agent.proto',
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`protoc failed (${r.status}):\n${r.stderr}`);
+}
+
+let agent: TestAgent | undefined;
+let tmp = '';
+
+before(async () => {
+  requirePrerequisites();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'python-compat-'));
+  fs.mkdirSync(path.join(tmp, 'stubs'));
+  generateStubs(path.join(tmp, 'stubs'));
+});
+
+after(async () => {
+  await agent?.stop();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('a Python grpcio client drives a container through the agent', async () => {
+  agent = await startAgent();
+  const specFile = path.join(tmp, 'spec.json');
+  fs.writeFileSync(
+    specFile,
+    JSON.stringify(
+      containerSpec({ rootPath: 'busybox', args: ['sh', '-c', 'echo hello-from-python; read line; echo got:$line; exit 4'] }),
+    ),
+  );
+
+  const r = spawnSync(PYTHON, [CLIENT, agent.addr, path.join(tmp, 'stubs'), specFile], {
+    encoding: 'utf8',
+    timeout: 90_000,
+    // Keep Python from writing __pycache__ into the stubs or the repo.
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+  });
+  const context = () => `python exit ${r.status} signal ${r.signal}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}\nagent log tail:\n${agent!.logs().slice(-15).map((l) => JSON.stringify(l)).join('\n')}`;
+  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+  assert.ok(line, `the Python client printed no JSON\n${context()}`);
+  const out = JSON.parse(line) as Record<string, any>;
+  assert.equal(out.ok, true, `the Python client failed at ${out.step}: ${out.error}\n${context()}`);
+  assert.equal(r.status, 0, context());
+
+  assert.equal(out.negotiate.selected_version, 'v1');
+  assert.ok(out.negotiate.protocol_versions.includes('v1'));
+  assert.equal(out.init_stdout, 'hello-from-python\ngot:line-from-python\n');
+  assert.equal(out.init_stdout_eof, true);
+  assert.equal(out.stdin_written, 'line-from-python\n'.length);
+  assert.equal(out.init_status, 4);
+  assert.equal(out.exec_status, 7);
+  assert.equal(out.exec_stdout, 'exec-out\npiped\n');
+  assert.equal(out.exec_stderr, 'exec-err\n');
+  assert.equal(out.not_found.code, 'NOT_FOUND');
+  assert.match(out.not_found.details, /no-such-container/);
+  assert.equal(out.removed, true);
+  assert.equal(out.after_remove_code, 'NOT_FOUND');
+  assert.equal(agent.alive(), true, 'the agent died during the test');
+});

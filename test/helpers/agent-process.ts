@@ -1,0 +1,130 @@
+// Starts the bundled agent (dist/agent.cjs) as an ordinary process on a unix
+// socket, inside private namespaces: a mount namespace with its own cgroup2
+// mount (crun refuses this machine's hybrid cgroups; see shared/FACTS.md) and
+// a UTS namespace, so nothing of the machine itself is touched.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AgentClient } from '../../src/client/client';
+import { makeBusyboxRootfs } from './rootfs';
+
+export const REPO = path.resolve(__dirname, '..', '..');
+export const AGENT_BUNDLE = path.join(REPO, 'dist', 'agent.cjs');
+
+export interface TestAgent {
+  addr: string;
+  dir: string;
+  sharedDir: string;
+  stateDir: string;
+  /** The agent's log lines so far, parsed. */
+  logs(): Array<Record<string, unknown>>;
+  child: ChildProcess;
+  connect(): Promise<AgentClient>;
+  alive(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Extra namespaces besides mount and UTS, e.g. ['--net']. */
+  unshare?: string[];
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startAgent(options: StartOptions = {}): Promise<TestAgent> {
+  if (!fs.existsSync(AGENT_BUNDLE)) throw new Error(`${AGENT_BUNDLE} is missing: run npm run build`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-test-'));
+  const sharedDir = path.join(dir, 'shared');
+  const stateDir = path.join(dir, 'state');
+  makeBusyboxRootfs(path.join(sharedDir, 'busybox'));
+  const sock = path.join(dir, 'agent.sock');
+  const agentArgs = [
+    AGENT_BUNDLE, '--server-addr', `unix://${sock}`, '--state-dir', stateDir, '--shared-dir', sharedDir,
+    '--oci-runtime-arg=--cgroup-manager=disabled', '--log-level', 'debug', ...(options.args ?? []),
+  ];
+  const quoted = [process.execPath, ...agentArgs].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const child = spawn(
+    'unshare',
+    ['-m', '-u', ...(options.unshare ?? []), '--propagation', 'private', 'sh', '-c',
+      `mount -t cgroup2 none /sys/fs/cgroup && exec ${quoted}`],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
+  );
+  const lines: string[] = [];
+  let partial = '';
+  const onData = (b: Buffer) => {
+    const text = partial + b.toString();
+    const parts = text.split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  let exited = false;
+  child.once('exit', () => (exited = true));
+
+  const deadline = Date.now() + 15000;
+  while (!lines.some((l) => l.includes('"msg":"announce"'))) {
+    if (exited) throw new Error(`agent exited during start-up:\n${lines.join('\n')}${partial}`);
+    if (Date.now() > deadline) throw new Error(`agent did not announce itself within 15 s:\n${lines.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const addr = `unix://${sock}`;
+  return {
+    addr,
+    dir,
+    sharedDir,
+    stateDir,
+    child,
+    logs: () => lines.flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    }),
+    connect: () => AgentClient.connect(addr),
+    alive: () => !exited,
+    async stop() {
+      // Kill what the agent leaves behind (container processes are its children), then the agent.
+      if (!exited && child.pid) {
+        for (const pid of descendants(child.pid).reverse()) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // Already gone.
+          }
+        }
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const walk = (p: number) => {
+    let tids: string[] = [];
+    try {
+      tids = fs.readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const t of tids) {
+      let kids = '';
+      try {
+        kids = fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const k of kids.split(' ').filter(Boolean).map(Number)) {
+        out.push(k);
+        walk(k);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
