@@ -260,3 +260,36 @@ test('works bundled by esbuild with the addon next to the bundle', () => {
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { pid: true, bind: 4096 });
 });
+
+// clockSettime is never called with a value the kernel would accept in this
+// process: the machine's clock must not move. Out-of-range values are refused
+// by the addon (TypeError); the kernel would refuse them too (EINVAL), so even
+// a broken range check changes nothing, it only fails the test.
+test('clockSettime refuses out-of-range values before the syscall', () => {
+  for (const [sec, nsec] of [[0, 1_000_000_000], [0, -1], [-1, 0]] as const) {
+    assert.throws(() => native.clockSettime(sec, nsec), TypeError, `clockSettime(${sec}, ${nsec})`);
+  }
+});
+
+// The syscall path, where it cannot succeed: a child in a new user namespace
+// has no CAP_SYS_TIME in the initial one, so the kernel answers EPERM. The
+// child checks it really is in another user namespace before calling, and
+// passes the current time, so nothing could move even then.
+test('clockSettime reports EPERM without CAP_SYS_TIME (child in a user namespace)', () => {
+  const hostUserNs = fs.statSync('/proc/self/ns/user').ino;
+  const r = runChild(`
+    const fs = require('node:fs');
+    if (fs.statSync('/proc/self/ns/user').ino === ${hostUserNs}) throw new Error('not in a new user namespace: refusing to call clock_settime');
+    const now = Date.now();
+    try {
+      native.clockSettime(Math.floor(now / 1000), (now % 1000) * 1e6);
+      return { ok: true };
+    } catch (e) {
+      return { code: e.code, syscall: e.syscall, message: e.message };
+    }
+  `, { prefix: ['unshare', '-U'] }) as { code?: string; syscall?: string; message?: string; ok?: boolean };
+  assert.equal(r.ok, undefined, 'clock_settime succeeded in a user namespace');
+  assert.equal(r.code, 'EPERM');
+  assert.equal(r.syscall, 'clock_settime');
+  assert.match(r.message!, /^clock_settime CLOCK_REALTIME \d+\.\d{9}: /);
+});

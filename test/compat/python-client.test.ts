@@ -46,6 +46,7 @@ function generateStubs(outDir: string): void {
 
 let agent: TestAgent | undefined;
 let tmp = '';
+let summary: Record<string, any> | undefined;
 
 before(async () => {
   requirePrerequisites();
@@ -61,6 +62,13 @@ after(async () => {
 
 test('a Python grpcio client drives a container through the agent', async () => {
   agent = await startAgent();
+  // Keep the agent's raw output too (a crash prints plain text, not JSON log lines).
+  let raw = '';
+  let exit = '';
+  const keep = (b: Buffer) => (raw = (raw + b.toString()).slice(-8000));
+  agent.child.stdout!.on('data', keep);
+  agent.child.stderr!.on('data', keep);
+  agent.child.once('exit', (code, signal) => (exit = `agent exited: code ${code} signal ${signal}`));
   const specFile = path.join(tmp, 'spec.json');
   fs.writeFileSync(
     specFile,
@@ -75,17 +83,18 @@ test('a Python grpcio client drives a container through the agent', async () => 
     // Keep Python from writing __pycache__ into the stubs or the repo.
     env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
   });
-  const context = () => `python exit ${r.status} signal ${r.signal}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}\nagent log tail:\n${agent!.logs().slice(-15).map((l) => JSON.stringify(l)).join('\n')}`;
+  const context = () => `python exit ${r.status} signal ${r.signal}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}\n${exit || 'agent alive'}; agent output tail:\n${raw.split('\n').slice(-25).join('\n')}`;
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   assert.ok(line, `the Python client printed no JSON\n${context()}`);
   const out = JSON.parse(line) as Record<string, any>;
+  summary = out;
   assert.equal(out.ok, true, `the Python client failed at ${out.step}: ${out.error}\n${context()}`);
   assert.equal(r.status, 0, context());
 
   assert.equal(out.negotiate.selected_version, 'v1');
   assert.ok(out.negotiate.protocol_versions.includes('v1'));
   assert.equal(out.init_stdout, 'hello-from-python\ngot:line-from-python\n');
-  assert.equal(out.init_stdout_eof, true);
+  assert.equal(out.init_stdout_end, 'empty');
   assert.equal(out.stdin_written, 'line-from-python\n'.length);
   assert.equal(out.init_status, 4);
   assert.equal(out.exec_status, 7);
@@ -96,4 +105,14 @@ test('a Python grpcio client drives a container through the agent', async () => 
   assert.equal(out.removed, true);
   assert.equal(out.after_remove_code, 'NOT_FOUND');
   assert.equal(agent.alive(), true, 'the agent died during the test');
+});
+
+// The proto documents an empty read as the end of a stream. The agent forgets
+// an exec once it has exited and its output has been handed out, so a client
+// reading to the empty read may get NOT_FOUND instead (a race: it depends on
+// whether the exit was collected before the last bytes were read).
+test('exec output ends with an empty read, as the proto documents', { todo: 'the agent may answer NOT_FOUND for a drained exec before the empty read' }, () => {
+  assert.ok(summary?.ok, 'the main compatibility test did not get this far');
+  assert.equal(summary.exec_stdout_end, 'empty', 'stdout of the exec');
+  assert.equal(summary.exec_stderr_end, 'empty', 'stderr of the exec');
 });

@@ -2,8 +2,9 @@
 // the translation of typed core errors into gRPC statuses. No exception
 // escapes a handler; anything unexpected becomes INTERNAL with the cause logged.
 import * as grpc from '@grpc/grpc-js';
-import { AgentError, type ErrorKind } from '../errors';
+import { AgentError, invalidArgument, type ErrorKind } from '../errors';
 import type { Logger } from '../log';
+import { malformedReason } from './decoding';
 import type { RpcMetrics } from './rpc-metrics';
 
 export interface RpcContext {
@@ -41,7 +42,7 @@ export class RpcBoundary {
     return (call, callback) => {
       const { ctx, finish } = this.begin(call, call.request);
       Promise.resolve()
-        .then(() => fn(call.request, ctx))
+        .then(() => fn(decoded(call.request), ctx))
         .then(
           (res) => {
             finish(null);
@@ -59,13 +60,16 @@ export class RpcBoundary {
       const { ctx, finish } = this.begin(call, call.request);
       const send = (msg: Res) =>
         new Promise<void>((resolve) => (call.write(msg) ? resolve() : call.once('drain', () => resolve())));
-      fn(call.request, ctx, send).then(
-        () => {
-          finish(null);
-          call.end();
-        },
-        (err: unknown) => call.destroy(finish(err) as unknown as Error),
-      );
+      Promise.resolve()
+        .then(() => fn(decoded(call.request), ctx, send))
+        .then(
+          () => {
+            finish(null);
+            call.end();
+          },
+          // grpc-js sends an 'error' event's status object as the call's status.
+          (err: unknown) => call.emit('error', finish(err)),
+        );
     };
   }
 
@@ -97,6 +101,13 @@ export class RpcBoundary {
     };
     return { ctx: { log, signal: controller.signal }, finish };
   }
+}
+
+/** The request, or an INVALID_ARGUMENT error if its bytes could not be decoded. */
+function decoded<Req>(request: Req): Req {
+  const reason = malformedReason(request);
+  if (reason !== null) throw invalidArgument(reason);
+  return request;
 }
 
 export function toStatus(err: unknown, method: string): { code: grpc.status; details: string } {

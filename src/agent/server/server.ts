@@ -8,6 +8,7 @@ import { v1Handlers } from '../../handlers/v1';
 import { AgentV1Service, DiscoveryService, packageDefinition } from '../../protocol';
 import type { AgentCore } from '../core';
 import type { Logger } from '../log';
+import { withLenientDecoding } from './decoding';
 import { RpcBoundary } from './rpc';
 import { bindTarget, type Endpoint } from './transport';
 
@@ -25,8 +26,8 @@ export async function startServer(core: AgentCore, endpoint: Endpoint, log: Logg
     'grpc.max_send_message_length': limit,
   });
   const rpc = new RpcBoundary(log, core.rpcMetrics);
-  server.addService(DiscoveryService.service, discoveryHandlers(core, rpc));
-  server.addService(AgentV1Service.service, v1Handlers(core, rpc));
+  server.addService(withLenientDecoding(DiscoveryService.service), discoveryHandlers(core, rpc));
+  server.addService(withLenientDecoding(AgentV1Service.service), v1Handlers(core, rpc));
 
   const health = new HealthImplementation({ '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING' });
   health.addToServer(server);

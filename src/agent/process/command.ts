@@ -1,0 +1,169 @@
+// Runs a short-lived helper command (ip, mount, modprobe, ...) to completion:
+// output collected, a deadline, cancellation, and a typed error on failure.
+// The child is started through a Spawner, normally the agent's Reaper, so the
+// reaper knows the pid belongs to child_process and never steals its status.
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import { AgentError, failedPrecondition } from '../errors';
+
+/** What starts the child; the Reaper satisfies it. */
+export interface Spawner {
+  spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess;
+}
+
+export interface CommandOutput {
+  stdout: string;
+  stderr: string;
+}
+
+/** Everything known about a run that did not exit with 0. */
+export interface CommandFailure extends CommandOutput {
+  command: string;
+  args: readonly string[];
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  cancelled: boolean;
+  outputTooLarge: boolean;
+  /** "ip link set ... exited with 2: <last stderr lines>", for error messages. */
+  summary: string;
+}
+
+export interface RunOptions {
+  /** Written to the child's stdin, which is then closed. Without it stdin is /dev/null. */
+  input?: string | Buffer;
+  /** Kill the child (SIGKILL) after this long; 0 or absent means no deadline. */
+  timeoutMs?: number;
+  /** Kill the child when aborted. */
+  signal?: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Combined stdout+stderr bytes kept before the child is killed; default 16 MiB. */
+  maxOutputBytes?: number;
+  /** Exit codes that count as success besides 0. */
+  okCodes?: readonly number[];
+  /** Maps a failed run to the error thrown; default: failedPrecondition with the summary. */
+  onFailure?: (failure: CommandFailure) => Error;
+  /** Appended to the error when the command cannot be started, e.g. "install iproute2". */
+  spawnHint?: string;
+}
+
+const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024;
+
+/** Runs `command args` to completion and resolves with its output, or rejects with a typed error. */
+export function runCommand(
+  spawner: Spawner,
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<CommandOutput> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(new AgentError('unavailable', `${command} was not run: the call was cancelled`));
+      return;
+    }
+    let child: ChildProcess;
+    try {
+      child = spawner.spawn(command, args, {
+        stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+        env: options.env,
+        cwd: options.cwd,
+      });
+    } catch (err) {
+      reject(spawnFailure(command, err as Error, options.spawnHint));
+      return;
+    }
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let bytes = 0;
+    let settled = false;
+    let timedOut = false;
+    let cancelled = false;
+    let outputTooLarge = false;
+    const max = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+    const kill = () => {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    };
+    const collect = (into: Buffer[]) => (b: Buffer) => {
+      bytes += b.length;
+      if (bytes > max) {
+        outputTooLarge = true;
+        kill();
+        return;
+      }
+      into.push(b);
+    };
+    child.stdout!.on('data', collect(out));
+    child.stderr!.on('data', collect(err));
+
+    const timer = options.timeoutMs ? setTimeout(() => ((timedOut = true), kill()), options.timeoutMs) : undefined;
+    const onAbort = () => ((cancelled = true), kill());
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = () => {
+      settled = true;
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+
+    child.once('error', (e) => {
+      if (settled) return;
+      done();
+      reject(spawnFailure(command, e, options.spawnHint));
+    });
+    child.once('close', (code, signal) => {
+      if (settled) return;
+      done();
+      const stdout = Buffer.concat(out).toString();
+      const stderr = Buffer.concat(err).toString();
+      const ok = !timedOut && !cancelled && !outputTooLarge && code !== null &&
+        (code === 0 || (options.okCodes?.includes(code) ?? false));
+      if (ok) return resolve({ stdout, stderr });
+      const failure: CommandFailure = {
+        command, args, code, signal, stdout, stderr, timedOut, cancelled, outputTooLarge,
+        summary: summarize(command, args, { code, signal, stderr, stdout, timedOut, cancelled, outputTooLarge, timeoutMs: options.timeoutMs, max }),
+      };
+      if (cancelled) return reject(new AgentError('unavailable', failure.summary));
+      reject(options.onFailure ? options.onFailure(failure) : failedPrecondition(failure.summary));
+    });
+
+    if (options.input !== undefined) {
+      child.stdin!.on('error', () => {
+        // EPIPE when the child exits without reading: its exit status tells the story.
+      });
+      child.stdin!.end(options.input);
+    }
+  });
+}
+
+function spawnFailure(command: string, err: Error, hint?: string): AgentError {
+  return failedPrecondition(`cannot run ${command}: ${err.message}${hint ? `; ${hint}` : ''}`, err);
+}
+
+function summarize(
+  command: string,
+  args: readonly string[],
+  r: {
+    code: number | null; signal: string | null; stderr: string; stdout: string;
+    timedOut: boolean; cancelled: boolean; outputTooLarge: boolean; timeoutMs?: number; max: number;
+  },
+): string {
+  const how = r.timedOut
+    ? `timed out after ${r.timeoutMs} ms`
+    : r.cancelled
+      ? 'was cancelled'
+      : r.outputTooLarge
+        ? `wrote more than ${r.max} bytes of output`
+        : r.signal
+          ? `was killed by ${r.signal}`
+          : `exited with ${r.code}`;
+  const detail = lastLines(r.stderr) || lastLines(r.stdout);
+  return `${[command, ...args].join(' ')} ${how}: ${detail || 'no error output'}`;
+}
+
+/** The last few non-empty lines of `text`, joined, at most 1000 characters. */
+export function lastLines(text: string, count = 3): string {
+  return text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-count).join('; ').slice(0, 1000);
+}
