@@ -10,7 +10,8 @@ const embedded = require('embedded-protos'); // { 'health/v1/health.proto': '...
 function loadSync(filename, options) {
   const key = Object.keys(embedded).find((k) => String(filename).replace(/\\/g, '/').endsWith(k));
   if (!key) return real.loadSync(filename, options);
-  const root = protobuf.parse(embedded[key], { keepCase: true }).root;
+  // Case is fixed at parse time: fromJSON cannot change it later.
+  const root = protobuf.parse(embedded[key], { keepCase: Boolean(options && options.keepCase) }).root;
   return real.fromJSON(root.toJSON(), options);
 }
 

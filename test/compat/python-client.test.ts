@@ -3,7 +3,7 @@
 // the bundled agent through a container's life cycle. Missing Python modules
 // or protoc plugins fail the test with the Debian package to install.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,6 +44,24 @@ function generateStubs(outDir: string): void {
   if (r.status !== 0) throw new Error(`protoc failed (${r.status}):\n${r.stderr}`);
 }
 
+/** Runs a command to its end; kills it (by its pid) after `timeoutMs`. */
+function run(cmd: string, args: string[], timeoutMs: number): Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // PYTHONDONTWRITEBYTECODE keeps __pycache__ out of the stubs and the repo.
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
+
 let agent: TestAgent | undefined;
 let tmp = '';
 let summary: Record<string, any> | undefined;
@@ -77,12 +95,8 @@ test('a Python grpcio client drives a container through the agent', async () => 
     ),
   );
 
-  const r = spawnSync(PYTHON, [CLIENT, agent.addr, path.join(tmp, 'stubs'), specFile], {
-    encoding: 'utf8',
-    timeout: 90_000,
-    // Keep Python from writing __pycache__ into the stubs or the repo.
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
-  });
+  // Asynchronously, so the agent's output keeps being drained meanwhile.
+  const r = await run(PYTHON, [CLIENT, agent.addr, path.join(tmp, 'stubs'), specFile], 90_000);
   const context = () => `python exit ${r.status} signal ${r.signal}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}\n${exit || 'agent alive'}; agent output tail:\n${raw.split('\n').slice(-25).join('\n')}`;
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   assert.ok(line, `the Python client printed no JSON\n${context()}`);
