@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { AgentClient } from '../../src/client/client';
+import { DiscoveryService } from '../../src/protocol';
 import { startAgent, type TestAgent } from '../helpers/agent-process';
 import { containerSpec } from '../helpers/spec';
 
@@ -126,8 +127,6 @@ describe('bad input', () => {
   });
 
   it('Negotiate with no common version is FAILED_PRECONDITION', async () => {
-    const discovery = new grpc.Client(`unix:${agent.addr.slice('unix://'.length)}`, grpc.credentials.createInsecure());
-    const { DiscoveryService } = await import('../../src/protocol');
     const d = new DiscoveryService(`unix:${agent.addr.slice('unix://'.length)}`, grpc.credentials.createInsecure());
     const err = await new Promise<grpc.ServiceError | null>((resolve) =>
       d.Negotiate({ client_name: 't', client_version: '9', protocol_versions: ['v7'] }, (e) => resolve(e)),
@@ -135,7 +134,6 @@ describe('bad input', () => {
     assert.equal(err?.code, grpc.status.FAILED_PRECONDITION);
     assert.match(err!.details, /no common protocol version/);
     d.close();
-    discovery.close();
   });
 
   it('the agent survived all of it and counted the failures', async () => {

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { AgentError, type ErrorKind } from '../errors';
+import { silentLogger } from '../log';
+import { RpcBoundary, describePath, toStatus } from './rpc';
+import { RpcMetrics } from './rpc-metrics';
+import { selectVersion } from './negotiate';
+
+/** A stand-in for a grpc-js unary call: just what the boundary touches. */
+function fakeCall(path: string, request: unknown) {
+  return { getPath: () => path, once: () => undefined, request } as unknown as grpc.ServerUnaryCall<unknown, unknown>;
+}
+
+function invoke(handler: grpc.handleUnaryCall<unknown, unknown>, path: string, request: unknown = {}) {
+  return new Promise<{ err: Partial<grpc.StatusObject> | null; res: unknown }>((resolve) =>
+    handler(fakeCall(path, request), ((err: Partial<grpc.StatusObject> | null, res: unknown) => resolve({ err, res })) as grpc.sendUnaryData<unknown>),
+  );
+}
+
+describe('RPC boundary', () => {
+  const cases: Array<[ErrorKind, grpc.status]> = [
+    ['not-found', grpc.status.NOT_FOUND],
+    ['already-exists', grpc.status.ALREADY_EXISTS],
+    ['invalid-argument', grpc.status.INVALID_ARGUMENT],
+    ['failed-precondition', grpc.status.FAILED_PRECONDITION],
+    ['resource-exhausted', grpc.status.RESOURCE_EXHAUSTED],
+    ['unimplemented', grpc.status.UNIMPLEMENTED],
+  ];
+  for (const [kind, code] of cases) {
+    it(`maps a ${kind} core error to ${grpc.status[code]}`, async () => {
+      const rpc = new RpcBoundary(silentLogger, new RpcMetrics());
+      const { err } = await invoke(rpc.unary(() => { throw new AgentError(kind, 'what and why'); }), '/agent.v1.AgentService/X');
+      assert.equal(err?.code, code);
+      assert.equal(err?.details, 'what and why');
+    });
+  }
+
+  it('turns anything unexpected, thrown or rejected, into INTERNAL naming the method', async () => {
+    const rpc = new RpcBoundary(silentLogger, new RpcMetrics());
+    const thrown = await invoke(rpc.unary(() => { throw new TypeError('boom'); }), '/agent.v1.AgentService/Boom');
+    assert.equal(thrown.err?.code, grpc.status.INTERNAL);
+    assert.match(String(thrown.err?.details), /Boom failed unexpectedly: boom/);
+    const rejected = await invoke(rpc.unary(() => Promise.reject('plain')), '/agent.v1.AgentService/Rej');
+    assert.equal(rejected.err?.code, grpc.status.INTERNAL);
+  });
+
+  it('passes results through and counts calls per version, method and code', async () => {
+    const metrics = new RpcMetrics();
+    const rpc = new RpcBoundary(silentLogger, metrics);
+    const ok = await invoke(rpc.unary(() => ({ a: 1 })), '/agent.v1.AgentService/Ok');
+    assert.deepEqual(ok.res, { a: 1 });
+    await invoke(rpc.unary(() => { throw new AgentError('not-found', 'x'); }), '/agent.v1.AgentService/Ok');
+    await invoke(rpc.unary(() => ({})), '/agent.Discovery/Negotiate');
+    const text = metrics.render();
+    assert.match(text, /agent_rpc_calls_total\{version="v1",method="Ok",code="OK"\} 1/);
+    assert.match(text, /agent_rpc_calls_total\{version="v1",method="Ok",code="NOT_FOUND"\} 1/);
+    assert.match(text, /version="stable",method="Negotiate"/);
+  });
+
+  it('reads version and method from the call path', () => {
+    assert.deepEqual(describePath('/agent.v2.AgentService/ReadOutput'), { version: 'v2', method: 'ReadOutput' });
+    assert.deepEqual(describePath('/agent.Discovery/Negotiate'), { version: 'stable', method: 'Negotiate' });
+    assert.equal(toStatus(new Error('x'), 'M').code, grpc.status.INTERNAL);
+  });
+});
+
+describe('version negotiation', () => {
+  it('picks the highest common version', () => {
+    assert.equal(selectVersion(['v1', 'v2'], ['v1', 'v2']), 'v2');
+    assert.equal(selectVersion(['v2', 'v1'], ['v1']), 'v1');
+    assert.equal(selectVersion(['v10', 'v9'], ['v9', 'v10']), 'v10');
+    assert.equal(selectVersion([], ['v1']), '');
+  });
+  it('fails clearly when there is none', () => {
+    assert.throws(() => selectVersion(['v3'], ['v1', 'v2']), (e: unknown) =>
+      e instanceof AgentError && e.kind === 'failed-precondition' && /v3/.test(e.message) && /v1, v2/.test(e.message));
+  });
+});
