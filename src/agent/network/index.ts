@@ -14,7 +14,7 @@ import {
   parseDest, parseIp, validateIfName, validateMac, validateMtu, validateNeighborState, validatePrefix, validateScope,
 } from './validate';
 
-export type * from './types';
+export type { ArpNeighbor, InterfaceUpdate, IpFamily, NetAddress, NetInterface, NetRoute, RouteRequest } from './types';
 export type NetworkOptions = IpOptions;
 
 interface Planned {
@@ -240,8 +240,9 @@ function checkRoute(r: RouteRequest, what: string): NetRoute {
   const device = r.device ? validateIfName(`${what}.device`, r.device) : '';
   const gw = r.gateway ? parseIp(`${what}.gateway`, r.gateway, r.family) : undefined;
   if (!r.dest) throw invalidArgument(`${what}.dest is empty: use "default" or a CIDR such as 10.0.0.0/8`);
-  const dest = parseDest(`${what}.dest`, r.dest, r.family ?? gw?.family);
-  const family: IpFamily = dest.family;
+  const dest = parseDest(`${what}.dest`, r.dest, r.family);
+  // "default" says nothing about its family: the gateway's decides, else IPv4.
+  const family: IpFamily = r.dest === 'default' && r.family === undefined ? gw?.family ?? 4 : dest.family;
   if (gw && gw.family !== family) {
     throw invalidArgument(`${what}.gateway ${gw.address} is IPv${gw.family}, but ${what}.dest ${r.dest} is IPv${family}`);
   }
