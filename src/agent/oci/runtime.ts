@@ -6,7 +6,11 @@ import path from 'node:path';
 import { failedPrecondition, notFound } from '../errors';
 import type { Logger } from '../log';
 import type { ProcessIO } from '../process/process-io';
+import { runCommand } from '../process/command';
 import type { Reaper } from '../process/reaper';
+
+/** A runtime command that takes longer than this is stuck (a hung mount, a frozen cgroup). */
+const RUNTIME_TIMEOUT_MS = 60_000;
 
 export interface RuntimeOptions {
   binary: string;
@@ -66,20 +70,13 @@ export class OciRuntime {
   }
 
   /** Runs one runtime command to completion; a failure becomes a typed error. */
-  run(args: readonly string[]): Promise<string> {
-    const full = [...this.globalArgs(), ...args];
-    return new Promise((resolve, reject) => {
-      const child = this.reaper.spawn(this.options.binary, full, { stdio: ['ignore', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout!.on('data', (b: Buffer) => out.push(b));
-      child.stderr!.on('data', (b: Buffer) => err.push(b));
-      child.once('error', (e) => reject(this.spawnFailure(e)));
-      child.once('close', (code, signal) => {
-        if (code === 0) return resolve(Buffer.concat(out).toString());
-        reject(this.failure(args, Buffer.concat(err).toString(), code, signal));
-      });
+  async run(args: readonly string[]): Promise<string> {
+    const { stdout } = await runCommand(this.reaper, this.options.binary, [...this.globalArgs(), ...args], {
+      timeoutMs: RUNTIME_TIMEOUT_MS,
+      spawnHint: 'install it or pass --oci-runtime PATH',
+      onFailure: (f) => this.failure(args, f.stderr, f.code, f.timedOut ? 'a timeout' : f.signal),
     });
+    return stdout;
   }
 
   private globalArgs(): string[] {
