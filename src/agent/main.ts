@@ -4,8 +4,10 @@ import path from 'node:path';
 import { ConfigError, helpText, loadConfig, type AgentConfig } from './config';
 import type { AgentCore } from './core';
 import { Sandbox } from './core/sandbox';
+import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
+import { Network } from './network';
 import { OciRuntime } from './oci/runtime';
 import { Reaper } from './process/reaper';
 import { RpcMetrics } from './server/rpc-metrics';
@@ -46,12 +48,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes },
     log,
   );
+  const network = new Network({}, reaper, log.child({ module: 'network' }));
   const core: AgentCore = {
     config,
     sandbox,
+    network,
     rpcMetrics: new RpcMetrics(),
+    guest: new Guest({ sharedDir: config.sharedDir, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
     onSandboxDestroyed: () => log.info('sandbox destroyed'),
   };
+  core.guest.start();
 
   const { server, address } = await startServer(core, endpoint, log);
   log.info(

@@ -30,6 +30,7 @@ describe('resolveWithin', () => {
     assert.equal(resolveWithin(root, 'inside'), path.join(fs.realpathSync(root), 'inside'));
     assert.equal(resolveWithin(root, `${root}/inside/new/file`), path.join(fs.realpathSync(root), 'inside/new/file'));
     assert.equal(resolveWithin(root, 'in/x'), path.join(fs.realpathSync(root), 'inside/x'));
+    assert.equal(resolveWithin(root, '..data'), path.join(fs.realpathSync(root), '..data'));
   });
   it('refuses .., absolute paths elsewhere, symlinks out, NUL and empty', () => {
     for (const p of ['../x', 'inside/../../x', '/etc/passwd', 'out/passwd', 'out', 'a\0b', '']) invalid(() => resolveWithin(root, p));

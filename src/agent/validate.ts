@@ -51,5 +51,6 @@ export function resolveWithin(root: string, userPath: string, what = 'path'): st
 
 function isWithin(root: string, p: string): boolean {
   const rel = path.relative(root, p);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  // "..data" is a fine name inside the root; only ".." itself or "../..." climbs out.
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }

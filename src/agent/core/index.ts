@@ -1,12 +1,17 @@
 // The version-free core as the handler sets see it.
 import type { AgentConfig } from '../config';
+import type { Guest } from '../guest';
+import type { Network } from '../network';
 import type { RpcMetrics } from '../server/rpc-metrics';
 import type { Sandbox } from './sandbox';
 
 export interface AgentCore {
   config: AgentConfig;
   sandbox: Sandbox;
+  network: Network;
   rpcMetrics: RpcMetrics;
+  /** Guest RPCs' core: details, clock, hot-plug, entropy, CopyFile, metrics, OOM events. */
+  guest: Guest;
   /** Called after DestroySandbox has answered: the guest's init powers off. */
   onSandboxDestroyed(): void;
 }

@@ -136,9 +136,9 @@ function checkNumbers(req: CopyFileRequest): void {
 /** Writes one chunk into the temporary file; the completing chunk renames it into place. */
 async function writeChunk(req: CopyFileRequest, parent: string, name: string, dest: string, perm: number): Promise<void> {
   const tmp = tempName(parent, name);
-  const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW, O_NONBLOCK, O_CLOEXEC } = fs.constants;
+  const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW, O_NONBLOCK } = fs.constants; // libuv adds O_CLOEXEC itself
   // O_NOFOLLOW: a symlink planted at the temporary name is not followed; O_NONBLOCK: nor is a FIFO waited on.
-  const flags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (req.offset === 0 ? O_CREAT | O_TRUNC : 0);
+  const flags = O_WRONLY | O_NOFOLLOW | O_NONBLOCK | (req.offset === 0 ? O_CREAT | O_TRUNC : 0);
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(tmp, flags, 0o600);

@@ -93,6 +93,24 @@ export class EventQueue<T> {
     });
   }
 
+  /**
+   * Gives back the event take() just returned, when its caller could not pass
+   * it on (the call was cancelled as it arrived): the next taker gets it. Only
+   * the most recently taken event can be given back; false otherwise.
+   */
+  untake(event: T): boolean {
+    const item = this.buffer[this.takeCursor - this.oldestSeq()];
+    if (!item || item.seq !== this.takeCursor || item.event !== event) return false;
+    const taker = this.takers.shift();
+    if (taker) {
+      taker.cleanup();
+      taker.resolve(event);
+    } else {
+      this.takeCursor--;
+    }
+    return true;
+  }
+
   /** Every kept event with seq > after; waits until there is at least one. Does not consume. */
   read(after: number, signal?: AbortSignal): Promise<ReadResult<T>> {
     const now = this.readNow(after);

@@ -1,17 +1,46 @@
-// v1 guest RPCs. (Placeholder until the guest module lands.)
+// v1 guest RPCs: thin translators to the guest module (agent/guest).
 import type { AgentCore } from '../../agent/core';
-import { unimplemented } from '../../agent/errors';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
 
 type Group = 'GetGuestDetails' | 'SetGuestDateTime' | 'OnlineCPUMem' | 'ReseedRandomDev' | 'CopyFile' | 'GetMetrics' | 'GetOOMEvent';
 
-export function guestHandlers(_core: AgentCore, rpc: RpcBoundary) {
-  const no = () => {
-    throw unimplemented('guest operations are not implemented yet');
-  };
+export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
+  const { guest } = core;
   return {
-    GetGuestDetails: rpc.unary(no), SetGuestDateTime: rpc.unary(no), OnlineCPUMem: rpc.unary(no),
-    ReseedRandomDev: rpc.unary(no), CopyFile: rpc.unary(no), GetMetrics: rpc.unary(no), GetOOMEvent: rpc.unary(no),
+    GetGuestDetails: rpc.unary(async (req) => {
+      const d = await guest.details({ memBlockSize: req.mem_block_size, memHotplugProbe: req.mem_hotplug_probe });
+      return {
+        mem_block_size_bytes: d.memBlockSizeBytes,
+        support_mem_hotplug_probe: d.supportMemHotplugProbe,
+        agent_details: {
+          version: d.agent.version,
+          init_daemon: d.agent.initDaemon,
+          storage_handlers: d.agent.storageHandlers,
+          device_handlers: d.agent.deviceHandlers,
+        },
+      };
+    }),
+    SetGuestDateTime: rpc.unary((req) => {
+      guest.setDateTime(req.sec, req.usec);
+      return {};
+    }),
+    OnlineCPUMem: rpc.unary(async (req, ctx) => {
+      await guest.onlineCpuMem({ wait: req.wait, nbCpus: req.nb_cpus, cpuOnly: req.cpu_only }, ctx.signal);
+      return {};
+    }),
+    ReseedRandomDev: rpc.unary(async (req) => {
+      await guest.reseedRandom(req.data);
+      return {};
+    }),
+    CopyFile: rpc.unary(async (req) => {
+      await guest.copyFile({
+        path: req.path, fileSize: req.file_size, fileMode: req.file_mode, dirMode: req.dir_mode,
+        uid: req.uid, gid: req.gid, offset: req.offset, data: req.data,
+      });
+      return {};
+    }),
+    GetMetrics: rpc.unary(async () => ({ metrics: await guest.metrics(core.rpcMetrics) })),
+    GetOOMEvent: rpc.unary(async (_req, ctx) => ({ container_id: (await guest.nextOomEvent(ctx.signal)).containerId })),
   } satisfies Pick<AgentV1Handlers, Group>;
 }
