@@ -2,7 +2,7 @@
 // Native addons stay outside the bundle: node-pty is loaded from
 // node_modules, our own addon from dist/agent_native.node.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -61,6 +61,9 @@ await esbuild.build({ ...common, entryPoints: [path.join(repo, 'src/agent/main.t
 await esbuild.build({ ...common, entryPoints: [path.join(repo, 'src/client/agentctl.ts')], outfile: path.join(dist, 'agentctl.cjs') });
 
 const addon = path.join(repo, 'build/native/agent_native.node');
-if (existsSync(addon)) copyFileSync(addon, path.join(dist, 'agent_native.node'));
-else throw new Error(`missing ${addon}: run node build/native/build.mjs`);
+if (!existsSync(addon)) throw new Error(`missing ${addon}: run node build/native/build.mjs`);
+// Copy then rename: overwriting the file in place would change the pages of
+// an addon that a running agent has mapped, and crash it.
+copyFileSync(addon, path.join(dist, 'agent_native.node.tmp'));
+renameSync(path.join(dist, 'agent_native.node.tmp'), path.join(dist, 'agent_native.node'));
 console.log(`bundled dist/agent.cjs and dist/agentctl.cjs (build ${build})`);

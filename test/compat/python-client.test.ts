@@ -121,12 +121,11 @@ test('a Python grpcio client drives a container through the agent', async () => 
   assert.equal(agent.alive(), true, 'the agent died during the test');
 });
 
-// The proto documents an empty read as the end of a stream. The agent forgets
-// an exec once it has exited and its output has been handed out, so a client
-// reading to the empty read may get NOT_FOUND instead (a race: it depends on
-// whether the exit was collected before the last bytes were read).
-test('exec output ends with an empty read, as the proto documents', { todo: 'the agent may answer NOT_FOUND for a drained exec before the empty read' }, () => {
+// The proto documents an empty read as the end of a stream: the agent must
+// keep an exited exec until each stream's end has been delivered, and not
+// answer NOT_FOUND to the read that would have returned it.
+test('exec output ends with an empty read, as the proto documents', () => {
   assert.ok(summary?.ok, 'the main compatibility test did not get this far');
-  assert.equal(summary.exec_stdout_end, 'empty', 'stdout of the exec');
-  assert.equal(summary.exec_stderr_end, 'empty', 'stderr of the exec');
+  assert.equal(summary.exec_stdout_end, 'empty', 'stdout of the exec ended with NOT_FOUND instead of an empty read');
+  assert.equal(summary.exec_stderr_end, 'empty', 'stderr of the exec ended with NOT_FOUND instead of an empty read');
 });

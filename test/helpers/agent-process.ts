@@ -98,9 +98,34 @@ export async function startAgent(options: StartOptions = {}): Promise<TestAgent>
         child.kill('SIGKILL');
         await new Promise((r) => child.once('exit', r));
       }
+      killLeftovers(dir);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Processes left behind by an agent that died (re-parented away from it, so
+ * they are no longer its descendants): anything whose command line names the
+ * agent's temp dir (crun) or that mounts something from it (container processes).
+ */
+export function killLeftovers(dir: string): number[] {
+  const killed: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const mine = cmdline.includes(dir) || fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(`${dir}/`);
+      if (mine) {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      }
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return killed;
 }
 
 function descendants(pid: number): number[] {

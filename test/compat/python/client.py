@@ -159,9 +159,9 @@ def main():
                 summary["exec_status"] = v1.WaitProcess(agent_pb2.WaitProcessRequest(container_id=cid2, exec_id="e1"), timeout=30).status
 
                 # Reads a stream to its end. The proto says the end is an empty
-                # read; the agent may instead forget an exited, drained exec
-                # before the client has seen that empty read, and answer
-                # NOT_FOUND. Record which end each stream had.
+                # read; an agent that forgets an exited exec as soon as its
+                # bytes are handed out answers NOT_FOUND instead. Record which
+                # end each stream had (the Node test wants "empty").
                 def drain(method, request_type):
                     data = b""
                     for _ in range(1000):
