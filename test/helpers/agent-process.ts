@@ -26,6 +26,8 @@ export interface TestAgent {
 }
 
 export interface StartOptions {
+  /** The agent bundle to run; today's dist/agent.cjs by default, or an archived release's. */
+  bundle?: string;
   /** Extra namespaces besides mount and UTS, e.g. ['--net']. */
   unshare?: string[];
   args?: string[];
@@ -33,14 +35,15 @@ export interface StartOptions {
 }
 
 export async function startAgent(options: StartOptions = {}): Promise<TestAgent> {
-  if (!fs.existsSync(AGENT_BUNDLE)) throw new Error(`${AGENT_BUNDLE} is missing: run npm run build`);
+  const bundle = options.bundle ?? AGENT_BUNDLE;
+  if (!fs.existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-test-'));
   const sharedDir = path.join(dir, 'shared');
   const stateDir = path.join(dir, 'state');
   makeBusyboxRootfs(path.join(sharedDir, 'busybox'));
   const sock = path.join(dir, 'agent.sock');
   const agentArgs = [
-    AGENT_BUNDLE, '--server-addr', `unix://${sock}`, '--state-dir', stateDir, '--shared-dir', sharedDir,
+    bundle, '--server-addr', `unix://${sock}`, '--state-dir', stateDir, '--shared-dir', sharedDir,
     '--oci-runtime-arg=--cgroup-manager=disabled', '--log-level', 'debug', ...(options.args ?? []),
   ];
   const quoted = [process.execPath, ...agentArgs].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
