@@ -83,10 +83,3 @@ function guardProcess(log: Logger): void {
 function redact(config: AgentConfig): AgentConfig {
   return { ...config };
 }
-
-if (require.main === module) {
-  main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`agent: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
-}

@@ -118,13 +118,3 @@ function formatHuman(method: string, res: unknown): string {
   }
   return entries.map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n');
 }
-
-if (require.main === module) {
-  run(process.argv.slice(2), (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`)).then(
-    (code) => { process.exitCode = code; },
-    (err: unknown) => {
-      process.stderr.write(`agentctl: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}

@@ -1,11 +1,12 @@
 // Pseudo-terminals for TTY processes, allocated with node-pty's native
-// module. node-pty's spawn() ties the terminal's life to its direct child,
+// module (pty.node; only its open() and resize() are used, not node-pty's JS). node-pty's spawn() ties the terminal's life to its direct child,
 // but our direct child is the OCI runtime, which exits as soon as the
 // container process runs. So the agent allocates the pty itself and hands
 // the slave to the runtime ("pass-through" terminal, as runc calls it).
 // This is the only module that reaches into node-pty's internals.
 import fs from 'node:fs';
 import tty from 'node:tty';
+import { loadAddon } from '../addon-loader';
 
 interface NativePty {
   open(cols: number, rows: number): { master: number; slave: number; pty: string };
@@ -14,9 +15,7 @@ interface NativePty {
 
 let nativePty: NativePty | undefined;
 function load(): NativePty {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  nativePty ??= (require('node-pty/lib/utils') as { loadNativeModule(n: string): { module: NativePty } })
-    .loadNativeModule('pty').module;
+  nativePty ??= loadAddon<NativePty>('pty.node');
   return nativePty;
 }
 

