@@ -49,8 +49,15 @@ export function addonCandidates(file: string, envVar?: string): string[] {
   const paths: string[] = [];
   const fromEnv = envVar ? process.env[envVar] : undefined;
   if (fromEnv) paths.push(path.resolve(fromEnv));
-  paths.push(path.join(path.dirname(process.execPath), file));
-  paths.push(path.join(path.dirname(process.execPath), '..', 'lib', 'agent', file));
+  // Without /proc (early in PID 1) execPath is argv[0], e.g. the /sbin/init symlink: follow it.
+  let exe = process.execPath;
+  try {
+    exe = fs.realpathSync(exe);
+  } catch {
+    // Keep it as it is.
+  }
+  paths.push(path.join(path.dirname(exe), file));
+  paths.push(path.join(path.dirname(exe), '..', 'lib', 'agent', file));
   paths.push(path.join(__dirname, file));
   for (let dir = __dirname; ; dir = path.dirname(dir)) {
     paths.push(path.join(dir, 'build', 'native', file));

@@ -16,6 +16,7 @@ export interface AgentConfig {
   maxMessageBytes: number;
   outputBufferBytes: number;
   cmdlinePath: string;
+  kernelModules: string[];
 }
 
 type Kind = 'string' | 'int' | 'list' | 'level';
@@ -46,6 +47,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'largest gRPC message accepted or sent' },
   { key: 'outputBufferBytes', name: 'output_buffer_bytes', kind: 'int', default: 1024 * 1024,
     help: 'bytes of unread output kept per process stream before the process is back-pressured' },
+  { key: 'kernelModules', name: 'kernel_modules', kind: 'list', default: [],
+    help: 'kernel modules to load at boot, dependencies first (only as the guest\'s init; comma-separated)' },
   { key: 'cmdlinePath', name: 'cmdline_path', kind: 'string', default: '/proc/cmdline',
     help: 'kernel command line to read agent.* options from' },
 ];

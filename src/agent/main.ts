@@ -7,8 +7,10 @@ import { Sandbox } from './core/sandbox';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
+import { constants, native } from './native';
 import { Network } from './network';
 import { OciRuntime } from './oci/runtime';
+import { bootGuest, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
 import { RpcMetrics } from './server/rpc-metrics';
 import { startServer } from './server/server';
@@ -16,6 +18,8 @@ import { parseAddress } from './server/transport';
 import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
 
 export async function main(argv: readonly string[]): Promise<void> {
+  // As the guest's init nothing is mounted yet, and the configuration lives in /proc/cmdline.
+  mountProcIfInit();
   let parsed;
   try {
     parsed = loadConfig(argv, process.env);
@@ -32,6 +36,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   const { config } = parsed;
   const log = createLogger(config.logLevel);
   guardProcess(log);
+  const guestInit = isGuestInit();
+  const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
+  if (guestInit) bootGuest(log, config.kernelModules, kernelModules);
 
   const endpoint = parseAddress(config.serverAddr);
   for (const dir of [config.stateDir, config.sharedDir]) fs.mkdirSync(dir, { recursive: true });
@@ -55,16 +62,21 @@ export async function main(argv: readonly string[]): Promise<void> {
     network,
     rpcMetrics: new RpcMetrics(),
     guest: new Guest({ sharedDir: config.sharedDir, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
-    onSandboxDestroyed: () => log.info('sandbox destroyed'),
+    // The guest's life is the sandbox's: once it is destroyed, the VM powers off.
+    onSandboxDestroyed: () => (guestInit ? powerOff(log, 'sandbox destroyed') : log.info('sandbox destroyed')),
   };
   core.guest.start();
 
   const { server, address } = await startServer(core, endpoint, log);
   log.info(
-    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, address, config: redact(config), sources: parsed.sources, guestInit: isGuestInit() },
+    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, address, config: redact(config), sources: parsed.sources, guestInit },
     'announce',
   );
 
+  if (guestInit) {
+    handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
+    return;
+  }
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
     server.tryShutdown(() => process.exit(0));
@@ -72,6 +84,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** PID 1 with no /proc yet: mount it, so the agent can tell where it runs and read its command line. */
+function mountProcIfInit(): void {
+  if (process.pid !== 1 || fs.existsSync('/proc/self')) return;
+  native.mount('proc', '/proc', 'proc', constants.MS_NOSUID | constants.MS_NODEV | constants.MS_NOEXEC, '');
 }
 
 /** An agent must keep serving: log anything that escapes and carry on. */

@@ -2,14 +2,10 @@
 // the Linux syscalls Node does not expose. The addon is loaded lazily on first
 // use, so importing this module never fails on a machine without it.
 //
-// Search order: $AGENT_NATIVE_ADDON, then agent_native.node next to this file
-// (next to the esbuild bundle in dist/), then build/native/agent_native.node
-// in each ancestor directory (the repo, when running from source with tsx).
-// Loaded with process.dlopen, which esbuild leaves alone (it would try to
-// bundle a static require of a .node file).
+// Where it is found ($AGENT_NATIVE_ADDON, the single executable's assets,
+// beside the executable or the bundle, the source tree): addon-loader.ts.
 
-import fs from 'node:fs';
-import path from 'node:path';
+import { loadAddon } from './addon-loader';
 
 const ADDON_FILE = 'agent_native.node';
 
@@ -84,42 +80,35 @@ export interface NativeAddon {
    * TypeError unless 0 <= sec <= 2^53-1 and 0 <= nsec <= 999999999 (checked before the syscall).
    */
   clockSettime(sec: number, nsec: number): void;
+  /**
+   * socket(AF_VSOCK, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK), bind, listen: the
+   * listening fd. cid -1 is VMADDR_CID_ANY. Wrap it with fd-socket.ts
+   * serverFromListeningFd. Only inside a guest: never on the development host.
+   */
+  vsockListen(cid: number, port: number, backlog: number): number;
+  /**
+   * A connected AF_VSOCK fd (close-on-exec, O_NONBLOCK). The connect blocks the
+   * thread until the peer answers (at most the kernel's vsock connect timeout, 2 s).
+   */
+  vsockConnect(cid: number, port: number): number;
+  /** The AF_UNIX twin of vsockListen (path must not exist). */
+  unixListen(path: string, backlog: number): number;
+  /** The AF_UNIX twin of vsockConnect. */
+  unixConnect(path: string): number;
+  /** fcntl(F_DUPFD_CLOEXEC): another fd (>= 3) for the same open socket. */
+  dupFd(fd: number): number;
+  /** close(2) an fd this process owns and no Node handle wraps. */
+  closeFd(fd: number): void;
   readonly constants: NativeConstants;
 }
 
 /** Every path load() tries, in order. */
-function candidates(): string[] {
-  const paths: string[] = [];
-  const fromEnv = process.env['AGENT_NATIVE_ADDON'];
-  if (fromEnv) paths.push(path.resolve(fromEnv));
-  paths.push(path.join(__dirname, ADDON_FILE));
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    paths.push(path.join(dir, 'build', 'native', ADDON_FILE));
-    if (path.dirname(dir) === dir) break;
-  }
-  return [...new Set(paths)];
-}
-
 let addon: NativeAddon | undefined;
 
+/** Loads the addon on first use; where it is looked for is in addon-loader.ts. */
 function load(): NativeAddon {
-  if (addon) return addon;
-  const tried = candidates();
-  const file = tried.find((p) => fs.existsSync(p));
-  if (!file) {
-    throw new Error(
-      `native addon ${ADDON_FILE} not found (build it with: node build/native/build.mjs); tried: ${tried.join(', ')}`,
-    );
-  }
-  const mod = { exports: {} as NativeAddon };
-  try {
-    process.dlopen(mod, file);
-  } catch (err) {
-    throw new Error(`cannot load native addon ${file}: ${err instanceof Error ? err.message : String(err)}`, {
-      cause: err,
-    });
-  }
-  return (addon = mod.exports);
+  addon ??= loadAddon<NativeAddon>(ADDON_FILE, 'AGENT_NATIVE_ADDON');
+  return addon;
 }
 
 /** The addon's constants; each read loads the addon on first use. */
@@ -148,5 +137,11 @@ export const native: NativeAddon = {
   getpid: () => load().getpid(),
   getppid: () => load().getppid(),
   clockSettime: (sec, nsec) => load().clockSettime(sec, nsec),
+  vsockListen: (cid, port, backlog) => load().vsockListen(cid, port, backlog),
+  vsockConnect: (cid, port) => load().vsockConnect(cid, port),
+  unixListen: (p, backlog) => load().unixListen(p, backlog),
+  unixConnect: (p) => load().unixConnect(p),
+  dupFd: (fd) => load().dupFd(fd),
+  closeFd: (fd) => load().closeFd(fd),
   constants,
 };

@@ -42,7 +42,7 @@ export class KernelModules {
     } catch (err) {
       throw failedPrecondition(`loading kernel module ${name} failed: ${(err as Error).message}`, err);
     }
-    this.log.debug({ module: name }, 'kernel module loaded');
+    this.log.debug({ kmod: name }, 'kernel module loaded');
   }
 
   private table() {
