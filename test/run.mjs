@@ -1,5 +1,6 @@
 // Runs every test file with Node's test runner: *.test.ts beside the code in
 // src/, and test/**/*.test.ts. Arguments narrow the set by substring.
+// The guest tests (test/guest/, QEMU) run only with --guest, on their own.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -16,15 +17,18 @@ function find(dir) {
   });
 }
 
-const filters = process.argv.slice(2);
+const guest = process.argv.includes('--guest');
+const filters = process.argv.slice(2).filter((a) => a !== '--guest');
 const files = [...find(path.join(repo, 'src')), ...find(path.join(repo, 'test'))]
+  .filter((f) => f.startsWith('test/guest/') === guest)
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
   .sort();
 if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
+// Guest tests boot VMs: one at a time on this machine's two cores.
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${guest ? 1 : 2}`, ...files], {
   cwd: repo,
   stdio: 'inherit',
 });
