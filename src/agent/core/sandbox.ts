@@ -7,12 +7,16 @@ import type { Logger } from '../log';
 import { requireGuestInit, requireNamespace } from '../machine';
 import { native } from '../native';
 import { prepareSpec } from '../oci/spec';
+import { StorageManager, type Mounter, type StorageSpec } from '../storage';
+import type { BlockLookup } from '../storage/block';
 import { validateId } from '../validate';
 import { Container, type ContainerDeps } from './container';
 
 export interface SandboxOptions {
   stateDir: string;
   sharedDir: string;
+  /** For tests: mount(2) stand-in and virtio-blk lookup roots. */
+  storage?: { mounter?: Mounter; blockLookup?: BlockLookup };
 }
 
 export interface KernelModuleRequest {
@@ -25,52 +29,103 @@ export interface SandboxRequest {
   hostname: string;
   dns: string[];
   kernelModules: KernelModuleRequest[];
+  /** Mounted in order before the sandbox counts as created; unmounted by destroy(). */
+  storages: StorageSpec[];
 }
+
+/** The storage owner names: the sandbox's, and each container's. */
+const SANDBOX_OWNER = 'sandbox';
+const containerOwner = (id: string) => `container:${id}`;
 
 export class Sandbox {
   private readonly containers = new Map<string, Container>();
   /** Ids being created, so a concurrent duplicate create is refused. */
   private readonly creating = new Set<string>();
+  /** A CreateSandbox is under way (it awaits mounts): a concurrent one is refused. */
+  private sandboxCreating = false;
   id: string | null = null;
+  /** Storages of the sandbox and its containers, reference-counted by mount point. */
+  readonly storage: StorageManager;
 
   constructor(
     readonly options: SandboxOptions,
     private readonly deps: ContainerDeps,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.storage = new StorageManager({
+      sharedDir: options.sharedDir,
+      stateDir: options.stateDir,
+      log: log.child({ module: 'storage' }),
+      ...options.storage,
+    });
+  }
 
   async create(req: SandboxRequest): Promise<void> {
     if (this.id !== null) throw alreadyExists(`sandbox ${this.id} already exists; destroy it first`);
+    if (this.sandboxCreating) throw alreadyExists('a sandbox is being created');
+    this.sandboxCreating = true;
+    try {
+      await this.createSandbox(req);
+    } finally {
+      this.sandboxCreating = false;
+    }
+  }
+
+  private async createSandbox(req: SandboxRequest): Promise<void> {
     if (req.sandboxId !== '') validateId('sandbox id', req.sandboxId);
     if (req.kernelModules.length > 0) requireGuestInit('loading kernel modules');
     if (req.hostname !== '') requireNamespace('uts', `setting the hostname to ${req.hostname}`);
     for (const m of req.kernelModules) validateId('kernel module name', m.name);
-    if (req.hostname !== '') native.sethostname(req.hostname);
-    const dir = path.join(this.options.stateDir, 'sandbox');
-    await fs.mkdir(dir, { recursive: true });
-    await fs.writeFile(path.join(dir, 'resolv.conf'), req.dns.map((l) => `${l}\n`).join(''));
+    // All or nothing: storages first (acquire validates them all before mounting any), undone if a later step fails.
+    await this.storage.acquire(SANDBOX_OWNER, req.storages, 'storages');
+    try {
+      if (req.hostname !== '') native.sethostname(req.hostname);
+      const dir = path.join(this.options.stateDir, 'sandbox');
+      await fs.mkdir(dir, { recursive: true });
+      await fs.writeFile(path.join(dir, 'resolv.conf'), req.dns.map((l) => `${l}\n`).join(''));
+    } catch (err) {
+      await this.storage.release(SANDBOX_OWNER).catch((e: unknown) => this.log.error({ err: e }, 'unmounting sandbox storages failed'));
+      throw err;
+    }
     this.id = req.sandboxId || 'sandbox';
-    this.log.info({ sandbox: this.id, hostname: req.hostname }, 'sandbox created');
+    this.log.info({ sandbox: this.id, hostname: req.hostname, storages: req.storages.length }, 'sandbox created');
   }
 
-  /** Removes every container; the guest's init then powers the machine off (see main). */
+  /**
+   * Removes every container, then unmounts every storage (newest first,
+   * detaching busy ones); the guest's init then powers the machine off (see main).
+   */
   async destroy(): Promise<void> {
     for (const id of [...this.containers.keys()]) await this.removeContainer(id, 0);
+    await this.storage.releaseAll();
     this.id = null;
   }
 
-  async createContainer(id: string, initExecId: string, specJson: string): Promise<Container> {
+  /**
+   * Mounts the container's storages, then has the runtime create it. The
+   * spec may use a storage's mount point (root.path, a bind-mount source).
+   * If the create fails, the storages it mounted are unmounted again.
+   */
+  async createContainer(id: string, initExecId: string, specJson: string, storages: StorageSpec[] = []): Promise<Container> {
     validateId('container id', id);
     if (initExecId !== '') validateId('exec id', initExecId);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
     const { spec, terminal } = prepareSpec(specJson, this.options.sharedDir);
     this.creating.add(id);
     try {
-      const bundle = path.join(this.options.stateDir, 'containers', id);
-      const container = await Container.create(id, initExecId || id, bundle, spec, terminal, this.deps);
-      this.containers.set(id, container);
-      this.log.info({ container: id, pid: container.init.pid }, 'container created');
-      return container;
+      await this.storage.acquire(containerOwner(id), storages, 'storages');
+      try {
+        const bundle = path.join(this.options.stateDir, 'containers', id);
+        const container = await Container.create(id, initExecId || id, bundle, spec, terminal, this.deps);
+        this.containers.set(id, container);
+        this.log.info({ container: id, pid: container.init.pid, storages: storages.length }, 'container created');
+        return container;
+      } catch (err) {
+        await this.storage.release(containerOwner(id)).catch((e: unknown) =>
+          this.log.error({ err: e, container: id }, 'unmounting the storages of a failed container failed'),
+        );
+        throw err;
+      }
     } finally {
       this.creating.delete(id);
     }
@@ -95,5 +150,11 @@ export class Sandbox {
     }
     this.containers.delete(id);
     this.log.info({ container: id }, 'container removed');
+    // Storages shared with another container stay mounted until their last user goes.
+    try {
+      await this.storage.release(containerOwner(id));
+    } catch (err) {
+      throw failedPrecondition(`container ${id} was removed but its storages were not all unmounted: ${(err as Error).message}`, err);
+    }
   }
 }

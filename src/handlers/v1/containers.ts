@@ -1,8 +1,8 @@
 // v1 container RPCs.
 import type { AgentCore } from '../../agent/core';
-import { unimplemented } from '../../agent/errors';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
+import { storageFromV1 } from './sandbox';
 
 type Group =
   | 'CreateContainer' | 'StartContainer' | 'RemoveContainer' | 'PauseContainer' | 'ResumeContainer'
@@ -12,9 +12,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;
   return {
     CreateContainer: rpc.unary(async (req) => {
-      // Refused rather than ignored: a container without its storages would run wrong.
-      if (req.storages.length > 0) throw unimplemented('per-container storages are not supported by this agent yet');
-      await sandbox.createContainer(req.container_id, req.exec_id, req.oci_spec_json);
+      await sandbox.createContainer(req.container_id, req.exec_id, req.oci_spec_json, req.storages.map(storageFromV1));
       return {};
     }),
     StartContainer: rpc.unary(async (req) => {

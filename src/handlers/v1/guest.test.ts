@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { STORAGE_DRIVER_NAMES } from '../../agent/storage/drivers';
 import * as grpc from '@grpc/grpc-js';
 import { AgentError } from '../../agent/errors';
 import { Guest, EventQueue, type ContainerView, type CopyFileRequest } from '../../agent/guest';
@@ -281,7 +282,7 @@ describe('details, clock, hot-plug and entropy (core)', () => {
     const d = await guest.details({ memBlockSize: true, memHotplugProbe: true });
     assert.equal(d.memBlockSizeBytes, 128 * 1024 * 1024);
     assert.equal(d.supportMemHotplugProbe, true);
-    assert.deepEqual(d.agent, { version: AGENT_VERSION, initDaemon: false, storageHandlers: ['virtio-fs'], deviceHandlers: [] });
+    assert.deepEqual(d.agent, { version: AGENT_VERSION, initDaemon: false, storageHandlers: [...STORAGE_DRIVER_NAMES, 'virtio-fs'].filter((v, i, a) => a.indexOf(v) === i).sort(), deviceHandlers: [] });
     const notAsked = await guest.details({ memBlockSize: false, memHotplugProbe: false });
     assert.equal(notAsked.memBlockSizeBytes, 0);
     assert.equal(notAsked.supportMemHotplugProbe, false);
@@ -347,7 +348,7 @@ describe('guest RPCs through the bundled agent', () => {
     const res = await client.v1('GetGuestDetails', { mem_block_size: true, mem_hotplug_probe: true });
     assert.equal(res.agent_details?.version, AGENT_VERSION);
     assert.equal(res.agent_details?.init_daemon, false);
-    assert.deepEqual(res.agent_details?.storage_handlers, []);
+    assert.deepEqual(res.agent_details?.storage_handlers, [...STORAGE_DRIVER_NAMES].sort());
     let expected = 0;
     try {
       expected = Number.parseInt(fs.readFileSync('/sys/devices/system/memory/block_size_bytes', 'utf8').trim(), 16);

@@ -1,19 +1,31 @@
 // v1 sandbox RPCs.
 import type { AgentCore } from '../../agent/core';
-import { unimplemented } from '../../agent/errors';
 import type { RpcBoundary } from '../../agent/server/rpc';
+import type { StorageSpec } from '../../agent/storage';
+import type { Storage__Output } from '../../generated/agent/v1/Storage';
 import type { AgentV1Handlers } from '../../protocol';
+
+/** agent.v1.Storage -> the core's StorageSpec (CreateSandbox and CreateContainer). */
+export function storageFromV1(s: Storage__Output): StorageSpec {
+  return {
+    driver: s.driver,
+    driverOptions: s.driver_options,
+    source: s.source,
+    fstype: s.fstype,
+    options: s.options,
+    mountPoint: s.mount_point,
+  };
+}
 
 export function sandboxHandlers(core: AgentCore, rpc: RpcBoundary) {
   return {
     CreateSandbox: rpc.unary(async (req) => {
-      // Refused rather than ignored: a sandbox without its storages would run wrong.
-      if (req.storages.length > 0) throw unimplemented('sandbox storages are not supported by this agent yet');
       await core.sandbox.create({
         sandboxId: req.sandbox_id,
         hostname: req.hostname,
         dns: req.dns,
         kernelModules: req.kernel_modules.map((m) => ({ name: m.name, parameters: m.parameters })),
+        storages: req.storages.map(storageFromV1),
       });
       return {};
     }),
