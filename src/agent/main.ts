@@ -51,7 +51,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     log,
   );
   const sandbox = new Sandbox(
-    { stateDir: config.stateDir, sharedDir: config.sharedDir },
+    { stateDir: config.stateDir, sharedDir: config.sharedDir, kernelModules },
     { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes },
     log,
   );

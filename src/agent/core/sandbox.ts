@@ -17,6 +17,8 @@ export interface SandboxOptions {
   sharedDir: string;
   /** For tests: mount(2) stand-in and virtio-blk lookup roots. */
   storage?: { mounter?: Mounter; blockLookup?: BlockLookup };
+  /** Loads kernel modules by name (pid1/kernel-modules.ts). */
+  kernelModules?: { load(modules: readonly KernelModuleRequest[]): void };
 }
 
 export interface KernelModuleRequest {
@@ -76,6 +78,11 @@ export class Sandbox {
     if (req.kernelModules.length > 0) requireGuestInit('loading kernel modules');
     if (req.hostname !== '') requireNamespace('uts', `setting the hostname to ${req.hostname}`);
     for (const m of req.kernelModules) validateId('kernel module name', m.name);
+    // Modules first: a storage may need one (9p, virtiofs). A loaded module stays loaded.
+    if (req.kernelModules.length > 0) {
+      if (!this.options.kernelModules) throw failedPrecondition('this agent cannot load kernel modules');
+      this.options.kernelModules.load(req.kernelModules);
+    }
     // All or nothing: storages first (acquire validates them all before mounting any), undone if a later step fails.
     await this.storage.acquire(SANDBOX_OWNER, req.storages, 'storages');
     try {
