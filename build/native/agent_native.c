@@ -1,6 +1,8 @@
 // agent_native: the few Linux syscalls the guest agent needs (as PID 1) that
 // Node does not expose: child subreaper, targeted waitpid, close-on-exec,
-// mount, hostname, reboot, kernel module loading and the wall clock.
+// mount, hostname, reboot, kernel module loading, the wall clock, and
+// AF_VSOCK / AF_UNIX stream sockets as bare fds (Node has no vsock binding;
+// src/agent/server/fd-socket.ts wraps the fds in libuv handles).
 //
 // Plain C against node_api.h. N-API version 8 is a stable ABI, so the same
 // .node file loads on Node 20, 22 and 24 without a rebuild.
@@ -10,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,10 +22,13 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/vm_sockets.h>
 
 // An N-API call failed. Usually a JS exception is already pending; if not,
 // throw one so the caller never sees a silent `undefined`.
@@ -294,6 +300,188 @@ static napi_value clock_settime_realtime(napi_env env, napi_callback_info info) 
   return NULL;
 }
 
+// ---- Stream sockets as bare fds -------------------------------------------
+// Listening sockets are created SOCK_NONBLOCK|SOCK_CLOEXEC (libuv accepts
+// from them). Connected sockets are connected blocking, then switched to
+// O_NONBLOCK before the fd is returned. Every fd is close-on-exec; the
+// upgrade clears that explicitly (clearCloexec) for the one fd it hands over.
+// On failure the fd is closed and errno is reported as the failing syscall.
+
+static napi_value int_result(napi_env env, int fd) {
+  napi_value r;
+  if (napi_create_int32(env, fd, &r) != napi_ok) {
+    close(fd);
+    return napi_failed(env);
+  }
+  return r;
+}
+
+// Close fd keeping errno of the syscall that failed.
+static int fail_close(int fd) {
+  int err = errno;
+  close(fd);
+  return err;
+}
+
+// connect(2) on a blocking socket, then O_NONBLOCK. After EINTR connect is
+// called again: vsock cancels an interrupted attempt (the retry starts a new
+// one), TCP-like sockets go on in the background (the retry says EALREADY or
+// EISCONN; then wait for writability and read the outcome from SO_ERROR).
+static int connect_blocking(int fd, const struct sockaddr *sa, socklen_t len) {
+  int r;
+  do r = connect(fd, sa, len); while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EISCONN) {
+    if (errno != EALREADY && errno != EINPROGRESS) return errno;
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    while (poll(&p, 1, -1) < 0)
+      if (errno != EINTR) return errno;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) return errno;
+    if (soerr) return soerr;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return errno;
+  return 0;
+}
+
+// Builds a sockaddr_un; ENAMETOOLONG if the path does not fit sun_path.
+static int unix_addr(const char *path, struct sockaddr_un *sa) {
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (!*path) return EINVAL;
+  if (strlen(path) >= sizeof sa->sun_path) return ENAMETOOLONG;
+  strcpy(sa->sun_path, path);
+  return 0;
+}
+
+static void vsock_addr(struct sockaddr_vm *sa, uint32_t cid, uint32_t port) {
+  memset(sa, 0, sizeof *sa);
+  sa->svm_family = AF_VSOCK;
+  sa->svm_cid = cid;
+  sa->svm_port = port;
+}
+
+// vsockListen(cid, port, backlog) -> fd. cid -1 = VMADDR_CID_ANY.
+static napi_value vsock_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int64_t cid, port, backlog;
+  if (!get_args(env, info, 3, argv)) return napi_failed(env);
+  if (!get_int(env, argv[0], "cid", -1, UINT32_MAX - 1, &cid) ||
+      !get_int(env, argv[1], "port", 0, UINT32_MAX - 1, &port) ||
+      !get_int(env, argv[2], "backlog", 0, INT32_MAX, &backlog))
+    return NULL;
+  uint32_t c = cid < 0 ? VMADDR_CID_ANY : (uint32_t)cid;
+  struct sockaddr_vm sa;
+  vsock_addr(&sa, c, (uint32_t)port);
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", "AF_VSOCK");
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return throw_errno(env, fail_close(fd), "bind", "vsock %lld:%lld", (long long)cid, (long long)port);
+  if (listen(fd, (int)backlog) < 0)
+    return throw_errno(env, fail_close(fd), "listen", "vsock %lld:%lld", (long long)cid, (long long)port);
+  return int_result(env, fd);
+}
+
+// vsockConnect(cid, port) -> fd (connected, O_NONBLOCK). Blocks the calling
+// thread until the peer accepts or refuses (or the kernel's vsock connect
+// timeout, 2 s by default, passes).
+static napi_value vsock_connect(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t cid, port;
+  if (!get_args(env, info, 2, argv)) return napi_failed(env);
+  if (!get_int(env, argv[0], "cid", 0, UINT32_MAX - 1, &cid) ||
+      !get_int(env, argv[1], "port", 0, UINT32_MAX - 1, &port))
+    return NULL;
+  struct sockaddr_vm sa;
+  vsock_addr(&sa, (uint32_t)cid, (uint32_t)port);
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", "AF_VSOCK");
+  int err = connect_blocking(fd, (struct sockaddr *)&sa, sizeof sa);
+  if (err) {
+    close(fd);
+    return throw_errno(env, err, "connect", "vsock %lld:%lld", (long long)cid, (long long)port);
+  }
+  return int_result(env, fd);
+}
+
+// unixListen(path, backlog) -> fd: the AF_UNIX twin of vsockListen, so the
+// fd wrapping can be tested where no vsock may be opened. Does not unlink an
+// existing path (bind fails with EADDRINUSE).
+static napi_value unix_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t backlog;
+  if (!get_args(env, info, 2, argv)) return napi_failed(env);
+  char *path = get_str(env, argv[0], "path");
+  if (!path) return NULL;
+  napi_value result = NULL;
+  struct sockaddr_un sa;
+  int err, fd = -1;
+  if (!get_int(env, argv[1], "backlog", 0, INT32_MAX, &backlog)) goto out;
+  if ((err = unix_addr(path, &sa))) {
+    throw_errno(env, err, "bind", "%s", path);
+    goto out;
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    throw_errno(env, errno, "socket", "AF_UNIX");
+  } else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    throw_errno(env, fail_close(fd), "bind", "%s", path);
+  } else if (listen(fd, (int)backlog) < 0) {
+    throw_errno(env, fail_close(fd), "listen", "%s", path);
+  } else {
+    result = int_result(env, fd);
+  }
+out:
+  free(path);
+  return result;
+}
+
+// unixConnect(path) -> fd (connected, O_NONBLOCK).
+static napi_value unix_connect(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return napi_failed(env);
+  char *path = get_str(env, argv[0], "path");
+  if (!path) return NULL;
+  napi_value result = NULL;
+  struct sockaddr_un sa;
+  int err, fd;
+  if ((err = unix_addr(path, &sa))) {
+    throw_errno(env, err, "connect", "%s", path);
+  } else if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+    throw_errno(env, errno, "socket", "AF_UNIX");
+  } else if ((err = connect_blocking(fd, (struct sockaddr *)&sa, sizeof sa))) {
+    close(fd);
+    throw_errno(env, err, "connect", "%s", path);
+  } else {
+    result = int_result(env, fd);
+  }
+  free(path);
+  return result;
+}
+
+// dupFd(fd) -> a new fd (F_DUPFD_CLOEXEC) for the same open socket: lets a
+// listening socket outlive the libuv handle that owns the original fd.
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t fd;
+  if (!get_args(env, info, 1, argv)) return napi_failed(env);
+  if (!get_int(env, argv[0], "fd", 0, INT32_MAX, &fd)) return NULL;
+  int r = fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
+  if (r < 0) return throw_errno(env, errno, "fcntl", "%d F_DUPFD_CLOEXEC", (int)fd);
+  return int_result(env, r);
+}
+
+// closeFd(fd). EINTR is not retried: Linux has released the fd by then.
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t fd;
+  if (!get_args(env, info, 1, argv)) return napi_failed(env);
+  if (!get_int(env, argv[0], "fd", 0, INT32_MAX, &fd)) return NULL;
+  if (close((int)fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", "%d", (int)fd);
+  return NULL;
+}
+
 // Values come from the system headers so JS never hard-codes them.
 #define CONST(name) { #name, (uint32_t)(name) }
 static const struct { const char *name; uint32_t value; } constants[] = {
@@ -312,6 +500,9 @@ NAPI_MODULE_INIT() {
     FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module),
     FN("getpid", do_getpid), FN("getppid", do_getppid),
     FN("clockSettime", clock_settime_realtime),
+    FN("vsockListen", vsock_listen), FN("vsockConnect", vsock_connect),
+    FN("unixListen", unix_listen), FN("unixConnect", unix_connect),
+    FN("dupFd", dup_fd), FN("closeFd", close_fd),
 #undef FN
   };
   CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

@@ -5,7 +5,8 @@ import type { MethodDefinition } from '@grpc/proto-loader';
 import type { NegotiateResponse__Output } from '../generated/agent/NegotiateResponse';
 import type { AgentServiceDefinition as V1Definition } from '../generated/agent/v1/AgentService';
 import { AgentV1Service, DiscoveryService } from '../protocol';
-import { grpcTarget } from './address';
+import { parseAgentAddress } from './address';
+import { openVsockBridge, type BridgeOptions, type VsockBridge } from './vsock-bridge';
 
 export const CLIENT_NAME = 'agent-client';
 export const CLIENT_VERSION = '0.1.0';
@@ -21,6 +22,8 @@ export interface ConnectOptions {
   connectTimeout?: number;
   maxMessageBytes?: number;
   client_name?: string;
+  /** For vsock:// addresses: options of the unix-to-vsock bridge (tests inject `dial`). */
+  vsockBridge?: BridgeOptions;
 }
 
 export class AgentClient {
@@ -28,10 +31,23 @@ export class AgentClient {
     private readonly discovery: grpc.Client,
     private readonly v1Client: grpc.Client,
     readonly agent: NegotiateResponse__Output,
+    private readonly bridge?: VsockBridge,
   ) {}
 
   static async connect(addr: string, options: ConnectOptions = {}): Promise<AgentClient> {
-    const target = grpcTarget(addr);
+    const parsed = parseAgentAddress(addr);
+    if (parsed.kind === 'grpc') return AgentClient.connectTarget(addr, parsed.target, options);
+    // grpc-js cannot dial vsock: it dials a private unix socket piped to vsock.
+    const bridge = await openVsockBridge(parsed.cid, parsed.port, options.vsockBridge);
+    try {
+      return await AgentClient.connectTarget(addr, bridge.target, options, bridge);
+    } catch (err) {
+      bridge.close();
+      throw err;
+    }
+  }
+
+  private static async connectTarget(addr: string, target: string, options: ConnectOptions, bridge?: VsockBridge): Promise<AgentClient> {
     const limit = options.maxMessageBytes ?? 16 * 1024 * 1024;
     const channelOptions = {
       'grpc.max_receive_message_length': limit,
@@ -54,7 +70,7 @@ export class AgentClient {
       ...channelOptions,
       channelOverride: discovery.getChannel(),
     });
-    return new AgentClient(discovery, v1Client, agent);
+    return new AgentClient(discovery, v1Client, agent, bridge);
   }
 
   get protocol(): string {
@@ -76,5 +92,6 @@ export class AgentClient {
   close(): void {
     this.v1Client.close();
     this.discovery.close();
+    this.bridge?.close();
   }
 }

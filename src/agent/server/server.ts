@@ -10,13 +10,16 @@ import type { AgentCore } from '../core';
 import type { Logger } from '../log';
 import { withLenientDecoding } from './decoding';
 import { RpcBoundary } from './rpc';
-import { bindTarget, type Endpoint } from './transport';
+import { bindEndpoint, type Endpoint } from './transport';
+import type { VsockListener } from './vsock';
 
 export interface AgentServer {
   server: grpc.Server;
   health: HealthImplementation;
   /** The address actually bound (the port is filled in for tcp port 0). */
   address: string;
+  /** Set for vsock:// endpoints: the listener and its fd (handed over on upgrade). */
+  vsock?: VsockListener;
 }
 
 export async function startServer(core: AgentCore, endpoint: Endpoint, log: Logger): Promise<AgentServer> {
@@ -33,10 +36,8 @@ export async function startServer(core: AgentCore, endpoint: Endpoint, log: Logg
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
 
-  const target = bindTarget(endpoint);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  const address = endpoint.kind === 'tcp' ? `tcp://${endpoint.host}:${port}` : `unix://${endpoint.kind === 'unix' ? endpoint.path : ''}`;
-  return { server, health, address };
+  const { address, vsock } = await bindEndpoint(server, endpoint, {
+    onError: (err) => log.warn({ err }, 'vsock listener: accept failed'),
+  });
+  return { server, health, address, ...(vsock ? { vsock } : {}) };
 }

@@ -1,8 +1,11 @@
-// Where the agent listens: unix://PATH and tcp://HOST:PORT here; vsock comes
-// with the guest build.
+// Where the agent listens: unix://PATH and tcp://HOST:PORT through grpc-js's
+// own bindAsync; vsock://CID:PORT (CID -1 = any) through the addon and a
+// grpc-js connection injector (vsock.ts), since grpc-js cannot bind vsock.
 import fs from 'node:fs';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../config';
+import { listenVsock, type ServeOptions, type VsockListener } from './vsock';
 
 export type Endpoint =
   | { kind: 'unix'; path: string }
@@ -30,6 +33,27 @@ export function bindTarget(ep: Endpoint): string {
     case 'tcp':
       return `${ep.host}:${ep.port}`;
     case 'vsock':
-      throw new ConfigError('the vsock transport is not available in this build; use unix:// or tcp://');
+      throw new ConfigError('vsock endpoints are not grpc-js bind targets: use bindEndpoint');
   }
+}
+
+export interface BoundEndpoint {
+  /** The address actually listened on, as users write it (tcp port 0 filled in). */
+  address: string;
+  /** For vsock: the listener (its fd is what an in-place upgrade hands over). */
+  vsock?: VsockListener;
+}
+
+/** Serves `server` on ep: bindAsync for unix/tcp, listenVsock for vsock. */
+export async function bindEndpoint(server: grpc.Server, ep: Endpoint, options: ServeOptions = {}): Promise<BoundEndpoint> {
+  if (ep.kind === 'vsock') {
+    if (ep.port > 0xfffffffe || ep.cid > 0xfffffffe) throw new ConfigError(`vsock address ${ep.cid}:${ep.port} is out of range`);
+    const vsock = listenVsock(ep.cid, ep.port, server, options);
+    return { address: `vsock://${ep.cid}:${ep.port}`, vsock };
+  }
+  const target = bindTarget(ep);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { address: ep.kind === 'tcp' ? `tcp://${ep.host}:${port}` : `unix://${ep.path}` };
 }
