@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   crun busybox-static iproute2 util-linux kmod        # containers, network, namespaces
+  qemu-system-x86 e2fsprogs xz-utils binutils         # the guest: QEMU, root image, kernel unpacking, strip
   python3-grpcio python3-protobuf                     # the independent Python client
   protobuf-compiler protobuf-compiler-grpc            # its stubs
   g++ make python3                                    # native addons (node-gyp)

@@ -10,7 +10,7 @@ import { AgentClient, type V1Method } from './client';
 
 const USAGE = `usage: agentctl [--addr ADDR] [--json] COMMAND [key=value ... | JSON]
 
-  --addr ADDR   agent address: unix:///PATH or tcp://HOST:PORT (env AGENTCTL_ADDR)
+  --addr ADDR   agent address: unix:///PATH, tcp://HOST:PORT or vsock://CID:PORT (env AGENTCTL_ADDR)
   --json        print the raw response as JSON
   COMMAND       Negotiate, or any agent.v1 RPC name (case-insensitive), e.g.
                 CreateContainer, ExecProcess, ReadStdout, WaitProcess, ListInterfaces
