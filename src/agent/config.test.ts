@@ -14,7 +14,8 @@ function cmdline(text: string): string {
 describe('config', () => {
   it('has defaults', () => {
     const { config } = loadConfig(['--cmdline-path', cmdline('')], {});
-    assert.equal(config.serverAddr, 'vsock://-1:1024');
+    assert.deepEqual(config.serverAddr, ['vsock://-1:1024']);
+    assert.equal(config.channel, 'agent.channel.0');
     assert.equal(config.logLevel, 'info');
     assert.deepEqual(config.ociRuntimeArgs, []);
   });
@@ -23,7 +24,7 @@ describe('config', () => {
     const file = cmdline('console=ttyS0 agent.log_level=debug agent.server_addr="unix:///run/a b.sock" agent.oci_runtime_arg=--x,--y quiet\n');
     const { config, sources } = loadConfig(['--cmdline-path', file], {});
     assert.equal(config.logLevel, 'debug');
-    assert.equal(config.serverAddr, 'unix:///run/a b.sock');
+    assert.deepEqual(config.serverAddr, ['unix:///run/a b.sock']);
     assert.deepEqual(config.ociRuntimeArgs, ['--x', '--y']);
     assert.equal(sources.logLevel, 'kernel');
   });

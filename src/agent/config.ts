@@ -7,7 +7,8 @@ import fs from 'node:fs';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 
 export interface AgentConfig {
-  serverAddr: string;
+  serverAddr: string[];
+  channel: string;
   logLevel: LogLevel;
   stateDir: string;
   sharedDir: string;
@@ -33,8 +34,10 @@ interface OptionSpec {
 const LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 export const OPTIONS: readonly OptionSpec[] = [
-  { key: 'serverAddr', name: 'server_addr', kind: 'string', default: 'vsock://-1:1024',
-    help: 'where to serve gRPC: unix://PATH, tcp://127.0.0.1:PORT or vsock://CID:PORT' },
+  { key: 'serverAddr', name: 'server_addr', kind: 'list', default: ['vsock://-1:1024'],
+    help: 'where to serve gRPC: unix://PATH, tcp://HOST:PORT or vsock://CID:PORT (repeatable; comma-separated on the kernel command line)' },
+  { key: 'channel', name: 'channel', kind: 'string', default: 'agent.channel.0',
+    help: 'name of a virtio-serial port to serve gRPC on too, when the guest has one ("none" to disable)' },
   { key: 'logLevel', name: 'log_level', kind: 'level', default: 'info', help: `one of ${LEVELS.join(', ')}` },
   { key: 'stateDir', name: 'state_dir', kind: 'string', default: '/run/agent',
     help: 'directory for container bundles and agent state' },
@@ -129,6 +132,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     if (fromEnv !== undefined) set(spec, parseValue(spec, fromEnv, `environment ${envName(spec)}`), 'env');
     const fromFlags = flags.values.get(spec.name);
     if (fromFlags !== undefined) {
+      // Flags replace a list from another source rather than adding to it.
       const value = spec.kind === 'list'
         ? fromFlags.flatMap((v) => parseValue(spec, v, flagName(spec)) as string[])
         : parseValue(spec, fromFlags.at(-1)!, flagName(spec));

@@ -40,7 +40,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
   if (guestInit) bootGuest(log, config.kernelModules, kernelModules);
 
-  const endpoint = parseAddress(config.serverAddr);
+  const endpoints = config.serverAddr.map(parseAddress);
   for (const dir of [config.stateDir, config.sharedDir]) fs.mkdirSync(dir, { recursive: true });
 
   const reaper = new Reaper(log);
@@ -67,9 +67,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   core.guest.start();
 
-  const { server, address } = await startServer(core, endpoint, log);
+  const { server, addresses } = await startServer(core, endpoints, log);
   log.info(
-    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, address, config: redact(config), sources: parsed.sources, guestInit },
+    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, addresses, config: redact(config), sources: parsed.sources, guestInit },
     'announce',
   );
 

@@ -1,5 +1,5 @@
 // The gRPC server: agent.Discovery, every protocol version's AgentService,
-// grpc.health.v1 and server reflection, on one listener.
+// grpc.health.v1 and server reflection, on every listener configured.
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -16,13 +16,13 @@ import type { VsockListener } from './vsock';
 export interface AgentServer {
   server: grpc.Server;
   health: HealthImplementation;
-  /** The address actually bound (the port is filled in for tcp port 0). */
-  address: string;
-  /** Set for vsock:// endpoints: the listener and its fd (handed over on upgrade). */
-  vsock?: VsockListener;
+  /** The addresses actually bound (the port is filled in for tcp port 0). */
+  addresses: string[];
+  /** The vsock listeners and their fds (handed over on upgrade). */
+  vsock: VsockListener[];
 }
 
-export async function startServer(core: AgentCore, endpoint: Endpoint, log: Logger): Promise<AgentServer> {
+export async function startServer(core: AgentCore, endpoints: readonly Endpoint[], log: Logger): Promise<AgentServer> {
   const limit = core.config.maxMessageBytes;
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limit,
@@ -36,8 +36,14 @@ export async function startServer(core: AgentCore, endpoint: Endpoint, log: Logg
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
 
-  const { address, vsock } = await bindEndpoint(server, endpoint, {
-    onError: (err) => log.warn({ err }, 'vsock listener: accept failed'),
-  });
-  return { server, health, address, ...(vsock ? { vsock } : {}) };
+  const addresses: string[] = [];
+  const vsock: VsockListener[] = [];
+  for (const endpoint of endpoints) {
+    const bound = await bindEndpoint(server, endpoint, {
+      onError: (err) => log.warn({ err }, 'vsock listener: accept failed'),
+    });
+    addresses.push(bound.address);
+    if (bound.vsock) vsock.push(bound.vsock);
+  }
+  return { server, health, addresses, vsock };
 }
