@@ -2,11 +2,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { ConfigError, helpText, loadConfig, parseKernelCmdline } from './config';
 
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cmdline-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+
 function cmdline(text: string): string {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cmdline-')), 'cmdline');
+  const file = path.join(dir, `cmdline-${files++}`);
   fs.writeFileSync(file, text);
   return file;
 }
