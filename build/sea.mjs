@@ -60,7 +60,7 @@ chmodSync(tmp, 0o755);
 execFileSync('strip', ['--strip-all', tmp], { stdio: 'ignore' });
 execFileSync(path.join(repo, 'node_modules/.bin/postject'), [
   tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
-], { stdio: ['ignore', 'ignore', 'inherit'] });
+], { stdio: 'pipe' }); // postject's LIEF prints harmless section warnings
 // Replace by rename: a running copy of the old binary keeps its inode.
 execFileSync('mv', ['-f', tmp, exe]);
 for (const [name, file] of Object.entries(assets)) copyFileSync(file, path.join(out, name));

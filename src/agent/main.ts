@@ -13,6 +13,7 @@ import { OciRuntime } from './oci/runtime';
 import { bootGuest, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
 import { RpcMetrics } from './server/rpc-metrics';
+import { findSerialPort, serveSerialPort } from './server/serial-port';
 import { startServer } from './server/server';
 import { parseAddress } from './server/transport';
 import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
@@ -73,6 +74,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     'announce',
   );
 
+  if (config.channel !== 'none' && (guestInit || fs.existsSync('/sys/class/virtio-ports'))) {
+    // The port appears shortly after virtio_console loads: look for it without holding up the rest.
+    findSerialPort(config.channel).then(
+      (device) => {
+        serveSerialPort(device, server, log.child({ channel: config.channel }));
+        log.info({ channel: config.channel, device }, 'serving on virtio-serial port');
+      },
+      (err: unknown) => log.warn({ err, channel: config.channel }, 'no virtio-serial agent channel'),
+    );
+  }
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
     return;

@@ -7,8 +7,16 @@ import { powerOff } from './power';
 export { KernelModules } from './kernel-modules';
 export { powerOff } from './power';
 
-/** First-boot work: mounts, then the kernel modules named on the command line. */
+/**
+ * The kernel starts init with almost no environment. Programs the agent runs
+ * (crun, ip) are found through PATH, and iproute2's ip in /usr/sbin must win
+ * over busybox's in /bin.
+ */
+const INIT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** First-boot work: environment, mounts, then the kernel modules named on the command line. */
 export function bootGuest(log: Logger, modules: readonly string[], kernelModules: KernelModules): void {
+  process.env.PATH = INIT_PATH;
   mountInitFileSystems(log);
   for (const name of modules) {
     try {
