@@ -18,6 +18,10 @@ import { startServer } from './server/server';
 import { parseAddress } from './server/transport';
 import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
 
+/** How long a power-off waits for in-flight calls to finish, then for written answers to leave. */
+const DRAIN_TIMEOUT_MS = 3000;
+const FLUSH_MS = 200;
+
 export async function main(argv: readonly string[]): Promise<void> {
   // As the guest's init nothing is mounted yet, and the configuration lives in /proc/cmdline.
   mountProcIfInit();
@@ -63,12 +67,25 @@ export async function main(argv: readonly string[]): Promise<void> {
     network,
     rpcMetrics: new RpcMetrics(),
     guest: new Guest({ sharedDir: config.sharedDir, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
-    // The guest's life is the sandbox's: once it is destroyed, the VM powers off.
-    onSandboxDestroyed: () => (guestInit ? powerOff(log, 'sandbox destroyed') : log.info('sandbox destroyed')),
+    // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
+    // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
+    onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),
   };
   core.guest.start();
 
   const { server, addresses } = await startServer(core, endpoints, log);
+  function drainThenPowerOff(reason: string): void {
+    let done = false;
+    const off = () => {
+      if (done) return;
+      done = true;
+      // A moment for the transports' own write queues (the serial port's) to empty.
+      setTimeout(() => powerOff(log, reason), FLUSH_MS);
+    };
+    server.tryShutdown(off);
+    // A client holding a stream open must not keep the VM up.
+    setTimeout(off, DRAIN_TIMEOUT_MS);
+  }
   log.info(
     { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, addresses, config: redact(config), sources: parsed.sources, guestInit },
     'announce',
