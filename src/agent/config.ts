@@ -18,6 +18,7 @@ export interface AgentConfig {
   outputBufferBytes: number;
   cmdlinePath: string;
   kernelModules: string[];
+  logVport: number;
 }
 
 type Kind = 'string' | 'int' | 'list' | 'level';
@@ -52,6 +53,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'bytes of unread output kept per process stream before the process is back-pressured' },
   { key: 'kernelModules', name: 'kernel_modules', kind: 'list', default: [],
     help: 'kernel modules to load at boot, dependencies first (only as the guest\'s init; comma-separated)' },
+  { key: 'logVport', name: 'log_vport', kind: 'int', default: 0,
+    help: 'also send the logs to the host over vsock, to this port of CID 2 (0: console only)' },
   { key: 'cmdlinePath', name: 'cmdline_path', kind: 'string', default: '/proc/cmdline',
     help: 'kernel command line to read agent.* options from' },
 ];

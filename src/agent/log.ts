@@ -6,11 +6,19 @@ import type { LogLevel } from './config';
 
 export type Logger = pino.Logger;
 
-export function createLogger(level: LogLevel, fd = 2): Logger {
-  return pino(
-    { level, base: { name: 'agent', pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ fd, sync: true }),
-  );
+export interface AgentLog {
+  log: Logger;
+  /**
+   * Sends every later line to `stream` too, e.g. the host's log port over
+   * vsock (agent.log_vport), which exists only once the vsock module is loaded.
+   */
+  addDestination(stream: NodeJS.WritableStream): void;
+}
+
+export function createLogger(level: LogLevel, fd = 2): AgentLog {
+  const out = pino.multistream([{ stream: pino.destination({ fd, sync: true }), level }]);
+  const log = pino({ level, base: { name: 'agent', pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, out);
+  return { log, addDestination: (stream) => out.add({ stream, level }) };
 }
 
 /** A logger that drops everything, for unit tests. */

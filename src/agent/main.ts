@@ -13,6 +13,7 @@ import { OciRuntime } from './oci/runtime';
 import { bootGuest, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
 import { RpcMetrics } from './server/rpc-metrics';
+import { socketFromFd } from './server/fd-socket';
 import { findSerialPort, serveSerialPort } from './server/serial-port';
 import { startServer } from './server/server';
 import { parseAddress } from './server/transport';
@@ -20,6 +21,8 @@ import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
 
 /** How long a power-off waits for in-flight calls to finish, then for written answers to leave. */
 const DRAIN_TIMEOUT_MS = 3000;
+/** The host's vsock address. */
+const HOST_CID = 2;
 const FLUSH_MS = 200;
 
 export async function main(argv: readonly string[]): Promise<void> {
@@ -39,11 +42,17 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const { config } = parsed;
-  const log = createLogger(config.logLevel);
+  const logging = createLogger(config.logLevel);
+  const log = logging.log;
   guardProcess(log);
   const guestInit = isGuestInit();
   const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
   if (guestInit) bootGuest(log, config.kernelModules, kernelModules);
+  if (config.logVport > 0) {
+    const host = connectHostLog(config.logVport);
+    if (host.stream) logging.addDestination(host.stream);
+    else log.warn({ err: host.error, port: config.logVport }, 'logs go to the console only: the host log port is unreachable');
+  }
 
   const endpoints = config.serverAddr.map(parseAddress);
   for (const dir of [config.stateDir, config.sharedDir]) fs.mkdirSync(dir, { recursive: true });
@@ -112,6 +121,18 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** The host's log port (vsock CID 2): the stream, or why there is none. */
+function connectHostLog(port: number): { stream?: NodeJS.WritableStream; error?: unknown } {
+  try {
+    const socket = socketFromFd(native.vsockConnect(HOST_CID, port));
+    // A host that goes away must not take the agent with it: drop the logs it misses.
+    socket.on('error', () => socket.destroy());
+    return { stream: socket };
+  } catch (error) {
+    return { error };
+  }
 }
 
 /** PID 1 with no /proc yet: mount it, so the agent can tell where it runs and read its command line. */

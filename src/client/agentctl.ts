@@ -12,6 +12,9 @@ const USAGE = `usage: agentctl [--addr ADDR] [--json] COMMAND [key=value ... | J
 
   --addr ADDR   agent address: unix:///PATH, tcp://HOST:PORT or vsock://CID:PORT (env AGENTCTL_ADDR)
   --json        print the raw response as JSON
+  --vm          boot the guest image (dist/guest/) in QEMU, run the command against the agent
+                inside over its channel, then stop the VM (agent-ctl convention)
+  --vm-shared DIR   with --vm: share DIR with the guest over 9p (tag kataShared)
   COMMAND       Negotiate, or any agent.v1 RPC name (case-insensitive), e.g.
                 CreateContainer, ExecProcess, ReadStdout, WaitProcess, ListInterfaces
   agentctl list  prints every command
@@ -68,12 +71,16 @@ function readable(res: unknown): unknown {
 export async function run(argv: readonly string[], out: (s: string) => void): Promise<number> {
   let addr = process.env.AGENTCTL_ADDR ?? 'unix:///run/agent/agent.sock';
   let json = false;
+  let vm = false;
+  let vmShared: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--addr') addr = argv[++i] ?? '';
     else if (a.startsWith('--addr=')) addr = a.slice(7);
     else if (a === '--json') json = true;
+    else if (a === '--vm') vm = true;
+    else if (a === '--vm-shared') vmShared = argv[++i];
     else if (a === '--help' || a === '-h') {
       out(USAGE);
       return 0;
@@ -93,7 +100,15 @@ export async function run(argv: readonly string[], out: (s: string) => void): Pr
     out(`agentctl: unknown command ${command}; "agentctl list" shows them`);
     return 2;
   }
-  const client = await AgentClient.connect(addr);
+  const booted = vm ? await bootVm(vmShared) : null;
+  if (booted) addr = booted.agentAddr;
+  let client: AgentClient;
+  try {
+    client = await AgentClient.connect(addr, { connectTimeout: booted ? 60 : 10 });
+  } catch (err) {
+    await booted?.stop();
+    throw err;
+  }
   try {
     const res = method ? await client.v1(method, toWire(parseArgs(words)) as never) : client.agent;
     const shown = readable(res);
@@ -106,7 +121,22 @@ export async function run(argv: readonly string[], out: (s: string) => void): Pr
     return 1;
   } finally {
     client.close();
+    await booted?.stop();
   }
+}
+
+async function bootVm(sharedDir: string | undefined) {
+  const { startVm } = await import('../../build/vm.js');
+  const t0 = Date.now();
+  const vm = await startVm(sharedDir ? { sharedDir } : {});
+  try {
+    await vm.waitForConsole(/"msg":"announce"/, 120_000);
+  } catch (err) {
+    await vm.stop();
+    throw err;
+  }
+  process.stderr.write(`agentctl: guest booted in ${Date.now() - t0} ms (QEMU pid ${vm.pid}, console ${vm.consoleLog})\n`);
+  return vm;
 }
 
 function formatHuman(method: string, res: unknown): string {
