@@ -128,8 +128,16 @@ export class Container {
     return status;
   }
 
+  /** Up to `max` bytes of a process's output; waits for data; empty at end of stream. */
+  async readOutput(execId: string, stream: 'stdout' | 'stderr', max: number, signal?: AbortSignal): Promise<Buffer> {
+    const proc = this.process(execId);
+    const data = await proc.io[stream].read(max, signal);
+    if (proc !== this.init) this.forgetWhenDrained(proc);
+    return data;
+  }
+
   /** An exec is forgotten once its status is collected and its output read to the end (see OutputBuffer.drained). */
-  forgetWhenDrained(proc: ContainerProcess): void {
+  private forgetWhenDrained(proc: ContainerProcess): void {
     if (proc.collected && proc.io.stdout.drained && proc.io.stderr.drained && this.execs.get(proc.execId) === proc) {
       this.execs.delete(proc.execId);
       proc.io.close();

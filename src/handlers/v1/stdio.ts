@@ -8,13 +8,9 @@ const MAX_READ = 1024 * 1024;
 
 export function stdioHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;
-  const read = async (req: { container_id: string; exec_id: string; len: number }, stream: 'stdout' | 'stderr', signal: AbortSignal) => {
-    const container = sandbox.container(req.container_id);
-    const proc = container.process(req.exec_id);
-    const data = await proc.io[stream].read(Math.min(req.len || MAX_READ, MAX_READ), signal);
-    container.forgetWhenDrained(proc);
-    return { data };
-  };
+  const read = async (req: { container_id: string; exec_id: string; len: number }, stream: 'stdout' | 'stderr', signal: AbortSignal) => ({
+    data: await sandbox.container(req.container_id).readOutput(req.exec_id, stream, Math.min(req.len || MAX_READ, MAX_READ), signal),
+  });
   return {
     WriteStdin: rpc.unary(async (req) => ({
       len: await sandbox.container(req.container_id).process(req.exec_id).io.writeStdin(req.data),
