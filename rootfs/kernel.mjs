@@ -24,17 +24,23 @@ function aptDownload(pkg, dir) {
 function extractVmlinux(vmlinuz, out) {
   const data = readFileSync(vmlinuz);
   const magic = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+  const tail = `${out}.xz`;
   for (let at = data.indexOf(magic); at >= 0; at = data.indexOf(magic, at + 1)) {
     try {
-      const elf = execFileSync('xz', ['-dc', '--single-stream'], { input: data.subarray(at), maxBuffer: 512 * 1024 * 1024, stdio: ['pipe', 'pipe', 'ignore'] });
+      // From a file, not stdin: xz stops reading at the end of its stream, and
+      // unread piped input makes the write fail (EPIPE) on newer Node.
+      writeFileSync(tail, data.subarray(at));
+      const elf = execFileSync('xz', ['-dc', '--single-stream', tail], { maxBuffer: 512 * 1024 * 1024, stdio: ['ignore', 'pipe', 'ignore'] });
       if (elf.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) {
         writeFileSync(out, elf);
+        rmSync(tail, { force: true });
         return;
       }
     } catch {
       // Not the stream we want; keep looking.
     }
   }
+  rmSync(tail, { force: true });
   throw new Error(`no XZ-compressed ELF kernel found in ${vmlinuz}`);
 }
 

@@ -158,6 +158,37 @@ describe('agent as PID 1 in a QEMU guest', () => {
     await client.v1('RemoveContainer', { container_id: 'tools' });
   });
 
+  it('sets the guest clock (only the guest init may)', async () => {
+    const sec = Math.floor(Date.UTC(2031, 0, 2, 3, 4, 5) / 1000);
+    await client.v1('SetGuestDateTime', { sec, usec: 0 });
+    await client.v1('CreateContainer', { container_id: 'clock', oci_spec_json: guestSpec('clock', ['date', '+%s']) });
+    await client.v1('StartContainer', { container_id: 'clock' });
+    const seen = Number((await readToEnd(client, 'clock', '')).trim());
+    assert.ok(seen >= sec && seen < sec + 60, `guest clock reads ${seen}, expected about ${sec}`);
+    await client.v1('RemoveContainer', { container_id: 'clock' });
+    await client.v1('SetGuestDateTime', { sec: Math.floor(Date.now() / 1000), usec: 0 });
+  });
+
+  it('reports a container killed by the OOM killer through GetOOMEvent', async () => {
+    const spec = JSON.parse(guestSpec('hog', ['sh', '-c', 'sleep 1; head -c 200m /dev/zero | tail > /dev/null']));
+    spec.linux.resources = { memory: { limit: 16 * 1024 * 1024, swap: 16 * 1024 * 1024 } };
+    await client.v1('CreateContainer', { container_id: 'hog', oci_spec_json: JSON.stringify(spec) });
+    await client.v1('StartContainer', { container_id: 'hog' });
+    const event = await client.v1('GetOOMEvent', {}, { deadlineSeconds: 60 });
+    assert.equal(event.container_id, 'hog');
+    await client.v1('RemoveContainer', { container_id: 'hog' });
+  });
+
+  it('answers the other guest operations', async () => {
+    // Both vCPUs are online already: nothing to do, and no error.
+    await client.v1('OnlineCPUMem', { nb_cpus: 2, cpu_only: true });
+    await client.v1('ReseedRandomDev', { data: Buffer.alloc(64, 7) });
+    const metrics = (await client.v1('GetMetrics', {})).metrics;
+    assert.match(metrics, /agent_process_resident_memory_bytes \d+/);
+    assert.match(metrics, /guest_memory_total_bytes \d+/);
+    assert.match(metrics, /agent_rpc_calls_total\{version="v1",method="CreateContainer",code="OK"\}/);
+  });
+
   it('configures the virtio-net device', async () => {
     const before = await client.v1('ListInterfaces', {});
     const eth = before.interfaces.find((i) => i.hw_addr === '52:54:00:12:34:56');
