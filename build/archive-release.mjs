@@ -12,7 +12,7 @@ if (!version || !/^\d+\.\d+\.\d+$/.test(version)) throw new Error('usage: archiv
 const out = path.join(repo, 'test/fixtures/releases', version);
 if (existsSync(out)) throw new Error(`${out} exists: a released archive never changes`);
 mkdirSync(out, { recursive: true });
-for (const f of ['agent.cjs', 'agentctl.cjs', 'agent_native.node']) {
+for (const f of ['agent.cjs', 'agentctl.cjs', 'agent_native.node', 'pty.node']) {
   if (!existsSync(path.join(repo, 'dist', f))) throw new Error(`dist/${f} is missing: run npm run build`);
   cpSync(path.join(repo, 'dist', f), path.join(out, f));
 }

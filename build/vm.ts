@@ -40,6 +40,8 @@ export interface VmOptions {
   forward?: { hostPort: number; guestPort: number };
   /** Where the work files (sockets, console log) go; a temp dir by default. */
   workDir?: string;
+  /** Raw disk images attached as further virtio-blk devices (/dev/vdb, /dev/vdc, ... in the guest). */
+  disks?: string[];
 }
 
 export interface Vm {
@@ -86,6 +88,9 @@ export function qemuArgs(o: VmOptions & { workDir: string; channel: string; cons
     '-device', 'virtserialport,chardev=ch0,name=agent.channel.0',
   ];
   if (hasVhostVsock) args.push('-device', 'vhost-vsock-pci,guest-cid=3');
+  for (const [i, disk] of (o.disks ?? []).entries()) {
+    args.push('-drive', `file=${disk},if=none,id=disk${i},format=raw`, '-device', `virtio-blk-pci,drive=disk${i}`);
+  }
   if (o.sharedDir) {
     args.push('-fsdev', `local,id=fs0,path=${o.sharedDir},security_model=none`, '-device', `virtio-9p-pci,fsdev=fs0,mount_tag=${SHARE_TAG}`);
   }

@@ -3,6 +3,7 @@
 // storage over 9p, the guest network, orphans, bad input, vsock inside the
 // guest, and a clean power-off at DestroySandbox.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,13 +34,21 @@ describe('agent as PID 1 in a QEMU guest', () => {
   let vm: Vm;
   let client: AgentClient;
   let shared: string;
+  let disk: string;
 
   before(async () => {
     shared = fs.mkdtempSync(path.join(os.tmpdir(), 'guest-shared-'));
     makeBusyboxRootfs(path.join(shared, 'busybox'));
     makeToolsRootfs(path.join(shared, 'tools'));
+    // A data disk: an ext4 image holding one file, for the virtio-blk storage driver.
+    const data = path.join(shared, '..', `${path.basename(shared)}-data`);
+    fs.mkdirSync(data);
+    fs.writeFileSync(path.join(data, 'greeting.txt'), 'from a virtio-blk disk\n');
+    disk = `${data}.img`;
+    execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'root_owner=0:0', '-d', data, disk, '8M']);
+    fs.rmSync(data, { recursive: true });
     // No host listens on the log port here (no vhost-vsock): the agent must say so and carry on.
-    vm = await startVm({ sharedDir: shared, network: true, kernelArgs: ['agent.log_level=debug', 'agent.log_vport=1025'] });
+    vm = await startVm({ sharedDir: shared, network: true, disks: [disk], kernelArgs: ['agent.log_level=debug', 'agent.log_vport=1025'] });
     await vm.waitForConsole(/"msg":"announce"/, 90_000);
     client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
   });
@@ -51,6 +60,7 @@ describe('agent as PID 1 in a QEMU guest', () => {
       await vm.stop();
     }
     if (shared) fs.rmSync(shared, { recursive: true, force: true });
+    if (disk) fs.rmSync(disk, { force: true });
   });
 
   it('announced itself on the console as the guest init', () => {
@@ -156,6 +166,18 @@ describe('agent as PID 1 in a QEMU guest', () => {
     assert.equal((await client.v1('WaitProcess', { container_id: 'tools', exec_id: 'ctl' })).status, 0, err);
     assert.equal(JSON.parse(out).selected_version, 'v1');
     await client.v1('RemoveContainer', { container_id: 'tools' });
+  });
+
+  it('mounts a virtio-blk disk as a container storage and unmounts it on removal', async () => {
+    const spec = JSON.parse(guestSpec('disk', ['cat', '/data/greeting.txt']));
+    spec.mounts.push({ destination: '/data', type: 'bind', source: `${SHARED_IN_GUEST}/disk-data`, options: ['rbind', 'ro'] });
+    await client.v1('CreateContainer', {
+      container_id: 'disk', oci_spec_json: JSON.stringify(spec),
+      storages: [{ driver: 'virtio-blk', source: '/dev/vdb', fstype: 'ext4', options: ['ro'], mount_point: `${SHARED_IN_GUEST}/disk-data` }],
+    });
+    await client.v1('StartContainer', { container_id: 'disk' });
+    assert.equal(await readToEnd(client, 'disk', ''), 'from a virtio-blk disk\n');
+    await client.v1('RemoveContainer', { container_id: 'disk' });
   });
 
   it('sets the guest clock (only the guest init may)', async () => {
