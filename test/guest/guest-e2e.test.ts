@@ -23,7 +23,11 @@ const proc = (args: string[], extra: Record<string, unknown> = {}) => JSON.strin
 function guestSpec(id: string, args: string[], extra: { terminal?: boolean; pidNamespace?: boolean; root?: string } = {}) {
   const spec = containerSpec({ rootPath: extra.root ?? 'busybox', args, terminal: extra.terminal });
   const linux = spec.linux as { namespaces: Array<{ type: string }>; [k: string]: unknown };
-  if (extra.pidNamespace === false) linux.namespaces = linux.namespaces.filter((n) => n.type !== 'pid');
+  // Without a pid namespace the container shares the guest's pids and, here, its hostname too.
+  if (extra.pidNamespace === false) {
+    linux.namespaces = linux.namespaces.filter((n) => n.type !== 'pid' && n.type !== 'uts');
+    delete spec.hostname;
+  }
   linux.namespaces.push({ type: 'cgroup' });
   linux.cgroupsPath = `/agent/${id}`;
   linux.resources = { memory: { limit: 256 * 1024 * 1024 }, pids: { limit: 200 } };
@@ -73,6 +77,19 @@ describe('agent as PID 1 in a QEMU guest', () => {
 
   it('negotiates over the virtio-serial channel', () => {
     assert.equal(client.protocol, 'v1');
+  });
+
+  it('serves many concurrent calls on the channel, and clients that come and go', async () => {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => client.v1('GetGuestDetails', {})));
+    assert.ok(answers.every((a) => a.agent_details!.init_daemon));
+    // QEMU's chardev serves one host connection at a time: hand it over, then take it back, ten times.
+    client.close();
+    for (let i = 0; i < 10; i++) {
+      const c = await AgentClient.connect(vm.agentAddr, { connectTimeout: 30 });
+      assert.equal(c.protocol, 'v1');
+      c.close();
+    }
+    client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 30 });
   });
 
   it('creates the sandbox with a hostname and the 9p share', async () => {
@@ -151,6 +168,9 @@ describe('agent as PID 1 in a QEMU guest', () => {
     const [first, zombies] = (await readToEnd(client, 'host', 'check')).trim().split('\n');
     assert.equal(first, 'gone', `orphan ${orphan} still exists: ${first}`);
     assert.equal(zombies, '0');
+    // The same container shares the guest's UTS namespace: CreateSandbox set its hostname.
+    await client.v1('ExecProcess', { container_id: 'host', exec_id: 'name', oci_process_json: proc(['hostname']) });
+    assert.equal((await readToEnd(client, 'host', 'name')).trim(), 'guest-one');
     await client.v1('RemoveContainer', { container_id: 'host' });
   });
 
