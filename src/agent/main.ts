@@ -10,7 +10,7 @@ import { isGuestInit } from './machine';
 import { constants, native } from './native';
 import { Network } from './network';
 import { OciRuntime } from './oci/runtime';
-import { bootGuest, handleInitSignals, KernelModules, powerOff } from './pid1';
+import { bootGuest, bringUpLoopback, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
 import { RpcMetrics } from './server/rpc-metrics';
 import { socketFromFd } from './server/fd-socket';
@@ -70,6 +70,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     log,
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));
+  if (guestInit) await bringUpLoopback(network, log);
   const core: AgentCore = {
     config,
     sandbox,

@@ -1,5 +1,6 @@
 // The duties of the guest's init: first-boot set-up, signals, and the end.
 import type { Logger } from '../log';
+import type { Network } from '../network';
 import { mountInitFileSystems } from './init-mounts';
 import { KernelModules } from './kernel-modules';
 import { powerOff } from './power';
@@ -25,6 +26,22 @@ export function bootGuest(log: Logger, modules: readonly string[], kernelModules
       // A missing module costs a feature, not the guest: keep booting.
       log.error({ err, module: name }, 'kernel module not loaded');
     }
+  }
+}
+
+/** The loopback link is down in a fresh guest; processes expect 127.0.0.1 and ::1. */
+export async function bringUpLoopback(network: Network, log: Logger): Promise<void> {
+  try {
+    await network.updateInterface({
+      name: 'lo',
+      up: true,
+      addresses: [
+        { family: 4, address: '127.0.0.1', prefix: 8 },
+        { family: 6, address: '::1', prefix: 128 },
+      ],
+    });
+  } catch (err) {
+    log.error({ err }, 'cannot bring up the loopback interface');
   }
 }
 
