@@ -12,9 +12,9 @@ import path from 'node:path';
 export const REPO = path.resolve(__dirname, '..');
 export const GUEST_DIR = path.join(REPO, 'dist', 'guest');
 
-/** Modules the agent loads at boot (its channel, vsock, 9p, overlay, network, entropy). */
+/** Modules the agent loads at boot (the virtio bus — loaded already when booting from the root disk —, its channel, vsock, 9p, overlay, network, entropy). */
 export const BOOT_MODULES = [
-  'virtio_console', 'vsock', 'vsock_loopback', 'vmw_vsock_virtio_transport', '9pnet_virtio', '9p', 'overlay',
+  'virtio_pci', 'virtio_console', 'vsock', 'vsock_loopback', 'vmw_vsock_virtio_transport', '9pnet_virtio', '9p', 'overlay',
   'virtio_net', 'virtio_rng',
 ];
 
@@ -42,6 +42,11 @@ export interface VmOptions {
   workDir?: string;
   /** Raw disk images attached as further virtio-blk devices (/dev/vdb, /dev/vdc, ... in the guest). */
   disks?: string[];
+  /**
+   * 'disk' (default): the small initramfs and the read-only root image on virtio-blk.
+   * 'initramfs': the fallback without a root disk (initrd-full.img); extra disks start at /dev/vda.
+   */
+  root?: 'disk' | 'initramfs';
 }
 
 export interface Vm {
@@ -79,14 +84,16 @@ export function qemuArgs(o: VmOptions & { workDir: string; channel: string; cons
   const args = [
     '-machine', 'q35', '-accel', accel(), '-cpu', 'max', '-m', `${o.memoryMiB ?? 1024}M`, '-smp', String(o.cpus ?? 2),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', guest('vmlinux'), '-initrd', guest('initrd.img'), '-append', append.join(' '),
+    '-kernel', guest('vmlinux'), '-initrd', guest(o.root === 'initramfs' ? 'initrd-full.img' : 'initrd.img'), '-append', append.join(' '),
     '-chardev', `file,id=con0,path=${o.console}`, '-serial', 'chardev:con0',
-    '-drive', `file=${guest('rootfs.img')},if=none,id=root,format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=root',
     '-device', 'virtio-rng-pci',
     '-device', 'virtio-serial-pci',
     '-chardev', `socket,id=ch0,path=${o.channel},server=on,wait=off`,
     '-device', 'virtserialport,chardev=ch0,name=agent.channel.0',
   ];
+  if (o.root !== 'initramfs') {
+    args.push('-drive', `file=${guest('rootfs.img')},if=none,id=root,format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=root');
+  }
   if (hasVhostVsock) args.push('-device', 'vhost-vsock-pci,guest-cid=3');
   for (const [i, disk] of (o.disks ?? []).entries()) {
     args.push('-drive', `file=${disk},if=none,id=disk${i},format=raw`, '-device', `virtio-blk-pci,drive=disk${i}`);

@@ -1,8 +1,9 @@
 // Builds the guest: dist/guest/vmlinux (kernel), dist/guest/initrd.img (a
 // small busybox initramfs that loads the block and ext4 modules and switches
-// to the root image) and dist/guest/rootfs.img (a read-only ext4 image with
+// to the root image), dist/guest/rootfs.img (a read-only ext4 image with
 // the agent as /sbin/init, crun, iproute2 and the kernel modules the agent
-// loads at boot). Root on virtio-blk rather than everything in an initramfs:
+// loads at boot) and dist/guest/initrd-full.img (the fallback for guests
+// without a root disk: the same tree as one initramfs). Root on virtio-blk rather than everything in an initramfs:
 // the ~100 MiB runtime is then page cache the guest can drop, not pinned
 // RAM, and crun gets a real pivot_root.
 import { execFileSync } from 'node:child_process';
@@ -21,7 +22,7 @@ const cache = path.join(repo, '.cache', 'guest');
 export const INITRAMFS_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4'];
 /** Shipped in the root image; the agent loads those named in agent.kernel_modules. */
 export const ROOT_MODULES = [
-  'virtio_console', 'virtio_net', 'virtio_rng', 'vsock', 'vsock_loopback', 'vmw_vsock_virtio_transport',
+  'virtio_pci', 'virtio_console', 'virtio_net', 'virtio_rng', 'vsock', 'vsock_loopback', 'vmw_vsock_virtio_transport',
   '9p', '9pnet_virtio', 'overlay', 'virtiofs', 'virtio_blk', 'ext4', 'veth',
 ];
 /** Programs the agent runs, with their shared libraries. */
@@ -118,6 +119,30 @@ umount /proc /sys
 exec switch_root /newroot /sbin/init
 `;
 
+const FULL_INIT_SCRIPT = `#!/bin/busybox sh
+# The initramfs-only fallback, for guests without a root disk: the whole root
+# tree is in this archive. crun cannot pivot_root out of an initramfs, so copy
+# it into a tmpfs and switch_root there (switch_root frees the initramfs).
+export PATH=/bin
+mount -t tmpfs -o mode=0755 tmpfs /newroot
+for entry in /*; do
+  case "$entry" in /newroot|/init|/proc|/sys|/dev) ;; *) cp -a "$entry" /newroot/ ;; esac
+done
+mkdir -p /newroot/proc /newroot/sys /newroot/dev
+exec switch_root /newroot /sbin/init
+`;
+
+/** The fallback image: the root tree and FULL_INIT_SCRIPT in one initramfs. */
+function buildFullInitramfs(root) {
+  const cpio = new CpioWriter();
+  cpio.tree(root);
+  cpio.dir('newroot');
+  cpio.file('init', Buffer.from(FULL_INIT_SCRIPT), 0o100755);
+  const initrd = path.join(out, 'initrd-full.img');
+  writeFileSync(initrd, cpio.finish());
+  return initrd;
+}
+
 function buildInitramfs(kernel, table) {
   const cpio = new CpioWriter();
   for (const d of ['bin', 'dev', 'proc', 'sys', 'newroot', 'modules']) cpio.dir(d);
@@ -141,6 +166,7 @@ copyFileSync(kernel.vmlinux, path.join(out, 'vmlinux'));
 const root = buildRootTree(kernel, table, agentDir);
 const { image, sizeMiB } = buildRootImage(root);
 const { initrd, modules } = buildInitramfs(kernel, table);
+const initrdFull = buildFullInitramfs(root);
 writeFileSync(path.join(out, 'image.json'), JSON.stringify({ kernel: kernel.version, rootModules: ROOT_MODULES, initramfsModules: modules }, null, 2));
 
 const mib = (f) => `${(statSync(f).size / 1048576).toFixed(1)} MiB`;
@@ -149,4 +175,5 @@ console.log(`guest image in ${path.relative(repo, out)}/ (kernel ${kernel.versio
   initrd.img   ${mib(initrd)}  busybox + ${modules.join(' ')}
   rootfs.img   ${mib(image)}  ext4, read-only, ${sizeMiB} MiB file system:
                /sbin/init -> /usr/bin/agent (${mib(path.join(agentDir, 'agent'))}, Node SEA), /usr/lib/agent/{agent_native,pty}.node,
-               crun, ip (iproute2) and their libraries, busybox, ${ROOT_MODULES.length} kernel modules with dependencies`);
+               crun, ip (iproute2) and their libraries, busybox, ${ROOT_MODULES.length} kernel modules with dependencies
+  initrd-full.img ${mib(initrdFull)}  fallback without a root disk: the same tree, copied to a tmpfs at boot`);

@@ -1,6 +1,7 @@
 // A minimal writer of "newc" cpio archives, the format the kernel unpacks
 // as an initramfs. Entries: directories, files and symlinks, owned by root.
-import { readFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
 
 const hex = (n) => n.toString(16).padStart(8, '0');
 const pad4 = (n) => Buffer.alloc((4 - (n % 4)) % 4);
@@ -18,6 +19,20 @@ export class CpioWriter {
   dir(name) { this.add(name, 0o040755); }
   file(name, source, mode = 0o100644) { this.add(name, mode, Buffer.isBuffer(source) ? source : readFileSync(source)); }
   symlink(name, target) { this.add(name, 0o120777, Buffer.from(target)); }
+
+  /** Everything below `dir`, as it is on disk (modes kept, owners root), under `prefix`. */
+  tree(dir, prefix = '') {
+    for (const name of readdirSync(dir).sort()) {
+      const full = path.join(dir, name);
+      const entry = prefix ? `${prefix}/${name}` : name;
+      const st = lstatSync(full);
+      if (st.isSymbolicLink()) this.symlink(entry, readlinkSync(full));
+      else if (st.isDirectory()) {
+        this.add(entry, 0o040000 | (st.mode & 0o7777));
+        this.tree(full, entry);
+      } else if (st.isFile()) this.file(entry, full, 0o100000 | (st.mode & 0o7777));
+    }
+  }
 
   finish() {
     this.add('TRAILER!!!', 0);
