@@ -1,10 +1,30 @@
-// esbuild options shared by the bundles (build/bundle.mjs) and the single
-// executable (build/sea.mjs).
+// What the bundles (build/bundle.mjs) and the single executable
+// (build/sea.mjs) share: esbuild options, the build stamp, the native addons.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The git commit being built, or "dev" outside a checkout. */
+export function buildStamp() {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'dev';
+  }
+}
+
+/** The native addons that travel with the agent (name -> built file); throws if one is missing. */
+export function addonFiles() {
+  const addons = {
+    'agent_native.node': path.join(repo, 'build/native/agent_native.node'),
+    'pty.node': path.join(repo, 'node_modules/node-pty/build/Release/pty.node'),
+  };
+  for (const f of Object.values(addons)) if (!existsSync(f)) throw new Error(`missing ${f}: run npm run build`);
+  return addons;
+}
 
 // The .proto files that grpc-health-check and @grpc/reflection load from disk.
 const thirdPartyProtos = {

@@ -2,11 +2,11 @@
 // Node (22, which has process.execve for in-place upgrades) in one file, with
 // our addons carried inside as SEA assets. Output: dist/guest/agent.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
-import { esbuildOptions } from './esbuild-options.mjs';
+import { addonFiles, buildStamp, esbuildOptions } from './esbuild-options.mjs';
 import { guestNode } from './guest-node.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -18,12 +18,7 @@ mkdirSync(work, { recursive: true });
 const GUEST_NODE = guestNode();
 const nodeVersion = execFileSync(GUEST_NODE, ['--version'], { encoding: 'utf8' }).trim();
 
-let build = 'dev';
-try {
-  build = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, encoding: 'utf8' }).trim();
-} catch {
-  // Not a git checkout.
-}
+const build = buildStamp();
 
 const bundle = path.join(work, 'agent.cjs');
 await esbuild.build({
@@ -34,11 +29,7 @@ await esbuild.build({
   outfile: bundle,
 });
 
-const assets = {
-  'agent_native.node': path.join(repo, 'build/native/agent_native.node'),
-  'pty.node': path.join(repo, 'node_modules/node-pty/build/Release/pty.node'),
-};
-for (const f of Object.values(assets)) if (!existsSync(f)) throw new Error(`missing ${f}: run npm run build`);
+const assets = addonFiles();
 const blob = path.join(work, 'agent.blob');
 writeFileSync(path.join(work, 'sea-config.json'), JSON.stringify({
   main: bundle,

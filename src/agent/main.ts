@@ -1,7 +1,7 @@
 // The agent's entry point: configuration, logging, the core, the server.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, helpText, loadConfig, type AgentConfig } from './config';
+import { ConfigError, helpText, loadConfig } from './config';
 import type { AgentCore } from './core';
 import { Sandbox } from './core/sandbox';
 import { Guest } from './guest';
@@ -97,7 +97,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     setTimeout(off, DRAIN_TIMEOUT_MS);
   }
   log.info(
-    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, addresses, config: redact(config), sources: parsed.sources, guestInit },
+    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, addresses, config, sources: parsed.sources, guestInit },
     'announce',
   );
 
@@ -146,8 +146,4 @@ function mountProcIfInit(): void {
 function guardProcess(log: Logger): void {
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (agent keeps running)'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (agent keeps running)'));
-}
-
-function redact(config: AgentConfig): AgentConfig {
-  return { ...config };
 }

@@ -35,8 +35,11 @@ function mountedTargets(): Set<string> {
 }
 
 export function mountInitFileSystems(log: Logger, table: readonly InitMount[] = INIT_MOUNTS): void {
+  let mounted = mountedTargets();
   for (const m of table) {
-    if (mountedTargets().has(m.target)) continue;
+    // Until /proc is mounted the set is empty; read it again once it is.
+    if (mounted.size === 0) mounted = mountedTargets();
+    if (mounted.has(m.target)) continue;
     fs.mkdirSync(m.target, { recursive: true });
     const flags = m.flags.reduce((acc, f) => acc | c[f], 0);
     native.mount(m.source, m.target, m.fstype, flags, m.data ?? '');
