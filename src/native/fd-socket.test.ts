@@ -3,7 +3,7 @@
 // injector), with AF_UNIX fds from the addon: the code path is the one vsock
 // fds take, and no vsock socket is ever opened here (vsockListen and
 // vsockConnect are replaced by throwing stubs below).
-// Run: node --import tsx --test src/agent/server/fd-socket.test.ts
+// Run: node --import tsx --test src/native/fd-socket.test.ts
 // (needs `node build/native/build.mjs` first).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { native } from '../native';
+import { native } from './native';
 import { FdSocketError, serverFromListeningFd, socketFromFd } from './fd-socket';
-import { bindEndpoint, parseAddress } from './transport';
-import { serveListeningFd } from './vsock';
+import { bindEndpoint, parseAddress } from '../agent/server/transport';
+import { serveListeningFd } from '../agent/server/vsock';
 
 const noVsock = (): never => {
   throw new Error('test must not open AF_VSOCK sockets on the development host');

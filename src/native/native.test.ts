@@ -2,7 +2,7 @@
 // machine-wide state (subreaper, reaping orphans, mount, hostname) runs in a
 // child node process, inside fresh mount+UTS namespaces where needed, so the
 // test runner and the machine are left untouched. reboot and finitModule are
-// never called. Run: node --import tsx --test src/agent/native.test.ts
+// never called. Run: node --import tsx --test src/native/native.test.ts
 // (needs `node build/native/build.mjs` first).
 
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
