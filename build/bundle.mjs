@@ -1,6 +1,6 @@
 // Bundles the agent and agentctl into single CommonJS files under dist/.
 // Native addons stay outside the bundle, copied beside it: our own
-// agent_native.node and node-pty's pty.node (src/agent/addon-loader.ts).
+// agent_native.node and node-pty's pty.node (src/native/addon-loader.ts).
 import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -2,7 +2,7 @@
 // Node does not expose: child subreaper, targeted waitpid, close-on-exec,
 // mount, hostname, reboot, kernel module loading, the wall clock, and
 // AF_VSOCK / AF_UNIX stream sockets as bare fds (Node has no vsock binding;
-// src/agent/server/fd-socket.ts wraps the fds in libuv handles).
+// src/native/fd-socket.ts wraps the fds in libuv handles).
 //
 // Plain C against node_api.h. N-API version 8 is a stable ABI, so the same
 // .node file loads on Node 20, 22 and 24 without a rebuild.

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { native } from '../agent/native';
+import { native } from '../native/native';
 import { serveListeningFd } from '../agent/server/vsock';
 import type { NegotiateRequest__Output } from '../generated/agent/NegotiateRequest';
 import type { NegotiateResponse } from '../generated/agent/NegotiateResponse';

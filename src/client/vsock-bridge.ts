@@ -5,16 +5,16 @@
 // connection, so a client normally uses a single pair.
 //
 // The vsock fd comes from the agent_native addon (loaded through
-// src/agent/native.ts, so the client process needs the .node file) and is
-// wrapped by src/agent/server/fd-socket.ts. vsockConnect is a blocking
+// src/native/native.ts, so the client process needs the .node file) and is
+// wrapped by src/native/fd-socket.ts. vsockConnect is a blocking
 // connect: it holds the event loop until the guest answers (at most the
 // kernel's vsock connect timeout, 2 s by default).
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { native } from '../agent/native';
-import { socketFromFd } from '../agent/server/fd-socket';
+import { native } from '../native/native';
+import { socketFromFd } from '../native/fd-socket';
 
 export interface VsockBridge {
   /** The grpc-js target to dial: `unix:/tmp/agent-vsock-XXXX/bridge.sock`. */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { alreadyExists, failedPrecondition, notFound } from '../errors';
 import type { Logger } from '../log';
 import { requireGuestInit, requireNamespace } from '../machine';
-import { native } from '../native';
+import { native } from '../../native/native';
 import { prepareSpec } from '../oci/spec';
 import { StorageManager, type Mounter, type StorageSpec } from '../storage';
 import type { BlockLookup } from '../storage/block';

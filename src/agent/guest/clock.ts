@@ -2,7 +2,7 @@
 // say). It changes the whole machine, so only the guest's init may do it.
 import { invalidArgument } from '../errors';
 import { requireGuestInit } from '../machine';
-import { native } from '../native';
+import { native } from '../../native/native';
 
 export function setGuestDateTime(sec: number, usec: number): void {
   requireGuestInit('SetGuestDateTime');

@@ -2,7 +2,7 @@
 // already mounted (the initramfs may hand over /dev) is left as it is.
 import fs from 'node:fs';
 import type { Logger } from '../log';
-import { constants as c, native } from '../native';
+import { constants as c, native } from '../../native/native';
 
 export interface InitMount {
   source: string;

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
-import { native } from '../native';
+import { native } from '../../native/native';
 
 export interface ModuleRequest {
   name: string;

@@ -9,7 +9,7 @@
 // process may exit before the agent has read its pid file.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
-import { native } from '../native';
+import { native } from '../../native/native';
 import type { Logger } from '../log';
 import type { ExitStatus } from './exit-status';
 

@@ -32,7 +32,7 @@ import path from 'node:path';
 import { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log';
-import { socketFromFd } from './fd-socket';
+import { socketFromFd } from '../../native/fd-socket';
 import { InboundTracker, OutboundFilter } from './http2-frames';
 
 /** The Kata agent's virtio-serial port name. */

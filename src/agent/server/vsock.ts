@@ -7,8 +7,8 @@
 // inherited across an in-place upgrade (execve), or an AF_UNIX fd in tests.
 import type net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { native } from '../native';
-import { serverFromListeningFd } from './fd-socket';
+import { native } from '../../native/native';
+import { serverFromListeningFd } from '../../native/fd-socket';
 
 export interface FdListener {
   /** The listening fd while this listener owns it; -1 after close() or detach(). */

@@ -6,7 +6,7 @@
 // This is the only module that reaches into node-pty's internals.
 import fs from 'node:fs';
 import tty from 'node:tty';
-import { loadAddon } from '../addon-loader';
+import { loadAddon } from '../../native/addon-loader';
 
 interface NativePty {
   open(cols: number, rows: number): { master: number; slave: number; pty: string };

@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { silentLogger } from '../log';
 import { ownsNamespace } from '../machine';
-import { constants, type NativeError } from '../native';
+import { constants, type NativeError } from '../../native/native';
 import { StorageManager, type Mounter } from './manager';
 import type { StorageSpec } from './plan';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { AgentError, alreadyExists, describe, failedPrecondition } from '../errors';
 import type { Logger } from '../log';
 import { requireNamespace } from '../machine';
-import { constants, native, type NativeError } from '../native';
+import { constants, native, type NativeError } from '../../native/native';
 import { resolveBlockDevice, type BlockLookup } from './block';
 import { planStorages, samePlan, storageRoots, type MountPlan, type StorageRoots, type StorageSpec } from './plan';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
-import { constants } from '../native';
+import { constants } from '../../native/native';
 import { FLAG_OPTIONS, flagValue, formatData, parseMountOptions } from './options';
 
 const invalid = (fn: () => unknown, message?: RegExp) =>

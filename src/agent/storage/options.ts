@@ -4,7 +4,7 @@
 // string. The flag options are a table; everything else is file-system data
 // and is checked against the driver's list of allowed data keys (drivers.ts).
 import { invalidArgument } from '../errors';
-import { constants } from '../native';
+import { constants } from '../../native/native';
 
 /**
  * Mount flags the addon does not export. These are Linux UAPI values

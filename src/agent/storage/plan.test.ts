@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { AgentError } from '../errors';
-import { constants } from '../native';
+import { constants } from '../../native/native';
 import { blockNameForPci, parseBlockSource, resolveBlockDevice } from './block';
 import { STORAGE_DRIVER_NAMES } from './drivers';
 import { planStorage, planStorages, storageRoots, type StorageSpec } from './plan';

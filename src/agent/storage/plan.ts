@@ -20,7 +20,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { invalidArgument } from '../errors';
-import { constants } from '../native';
+import { constants } from '../../native/native';
 import { resolveWithin } from '../validate';
 import { parseBlockSource, type BlockDeviceRef } from './block';
 import { findDriver, STORAGE_DRIVER_NAMES, type StorageDriver } from './drivers';
