@@ -68,3 +68,23 @@ describe('OutputBuffer', () => {
     assert.equal(buf.drained, false);
   });
 });
+
+describe('OutputBuffer waiters', () => {
+  it('forgets the waiter of every aborted read (polling a silent process stays bounded)', async () => {
+    const src = new PassThrough();
+    const buf = new OutputBuffer(src, 1024);
+    for (let i = 0; i < 1000; i++) {
+      const ac = new AbortController();
+      const pending = buf.read(10, ac.signal);
+      ac.abort();
+      assert.equal((await pending).length, 0);
+    }
+    assert.equal(buf.waiting, 0);
+    // A reader still waiting is woken by data as before.
+    const live = buf.read(10);
+    assert.equal(buf.waiting, 1);
+    src.write('late');
+    assert.equal((await live).toString(), 'late');
+    assert.equal(buf.waiting, 0);
+  });
+});

@@ -41,6 +41,11 @@ export class OutputBuffer {
     return this.size;
   }
 
+  /** Readers blocked in read() right now. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   get atEnd(): boolean {
     return this.ended && this.size === 0;
   }
@@ -59,12 +64,19 @@ export class OutputBuffer {
     while (this.size === 0 && !this.ended) {
       if (signal?.aborted) return Buffer.alloc(0);
       await new Promise<void>((resolve) => {
-        const done = () => {
-          signal?.removeEventListener('abort', done);
+        const wake = () => {
+          signal?.removeEventListener('abort', abort);
           resolve();
         };
-        this.waiters.push(done);
-        signal?.addEventListener('abort', done, { once: true });
+        // An aborted reader must take its waiter with it: a client polling a
+        // silent process with short deadlines would otherwise grow the list forever.
+        const abort = () => {
+          const i = this.waiters.indexOf(wake);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve();
+        };
+        this.waiters.push(wake);
+        signal?.addEventListener('abort', abort, { once: true });
       });
     }
     const out = this.take(max);
