@@ -72,8 +72,9 @@ export class ProcessIO {
 
   closeStdin(): void {
     if (this.pty) {
-      // End of input on a terminal is the EOF character, as if typed.
-      void this.pty.write(Buffer.from([4]));
+      // End of input on a terminal is the EOF character, as if typed. A
+      // terminal already closed has no input left to end: nothing to report.
+      this.pty.write(Buffer.from([4])).catch(() => {});
       return;
     }
     this.stdin?.end();

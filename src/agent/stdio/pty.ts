@@ -6,6 +6,7 @@
 // This is the only module that reaches into node-pty's internals.
 import fs from 'node:fs';
 import tty from 'node:tty';
+import { failedPrecondition } from '../errors';
 import { loadAddon } from '../../native/addon-loader';
 
 interface NativePty {
@@ -46,6 +47,7 @@ export class Pty {
   }
 
   resize(cols: number, rows: number): void {
+    this.requireOpen('resize it');
     load().resize(this.masterFd, cols, rows);
   }
 
@@ -53,12 +55,21 @@ export class Pty {
   async write(data: Buffer): Promise<void> {
     let off = 0;
     while (off < data.length) {
+      // Checked before every attempt, including after each wait: once closed,
+      // the master's fd number can already belong to another file.
+      this.requireOpen(off === 0 ? 'write to it' : `write the remaining ${data.length - off} of ${data.length} bytes`);
       try {
         off += fs.writeSync(this.masterFd, data, off);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
         await new Promise((r) => setTimeout(r, 5));
       }
+    }
+  }
+
+  private requireOpen(what: string): void {
+    if (this.closed) {
+      throw failedPrecondition(`the terminal is closed (its process exited or was removed): cannot ${what}`);
     }
   }
 
