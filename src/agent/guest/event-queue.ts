@@ -1,6 +1,7 @@
 // A bounded, sequenced queue of events with two ways to read it:
 // - take(): each event goes to exactly one caller, in order, and events that
 //   arrive while nobody waits are kept for the next caller (v1 GetOOMEvent);
+//   a caller cancelled as its event arrives gives it back, so it is not lost;
 // - read(after): every reader sees every event after its own cursor, and can
 //   tell when it fell behind the retained window (for v2 WatchEvents).
 // Memory is bounded: past `capacity` the oldest event is dropped and counted.
@@ -19,7 +20,7 @@ export interface ReadResult<T> {
 }
 
 interface Taker<T> {
-  resolve(event: T): void;
+  resolve(item: Sequenced<T>): void;
   reject(err: unknown): void;
   cleanup(): void;
 }
@@ -30,6 +31,8 @@ export class EventQueue<T> {
   /** Last seq handed out by take(). */
   private takeCursor = 0;
   private readonly takers: Taker<T>[] = [];
+  /** Events taken by callers that were cancelled before they could pass them on; oldest first, served first. */
+  private readonly givenBack: Sequenced<T>[] = [];
   private readonly readers = new Set<() => void>();
   /** Events evicted before take() delivered them. */
   droppedUntaken = 0;
@@ -48,7 +51,7 @@ export class EventQueue<T> {
 
   /** Events kept and not yet taken. */
   get pending(): number {
-    return this.lastSeq - Math.max(this.takeCursor, this.oldestSeq() - 1);
+    return this.lastSeq - Math.max(this.takeCursor, this.oldestSeq() - 1) + this.givenBack.length;
   }
 
   push(event: T): Sequenced<T> {
@@ -58,7 +61,7 @@ export class EventQueue<T> {
       // A taker waits only when nothing was pending, so this is the next event to take.
       this.takeCursor = item.seq;
       taker.cleanup();
-      taker.resolve(event);
+      taker.resolve(item);
     }
     this.buffer.push(item);
     if (this.buffer.length > this.capacity) {
@@ -72,16 +75,50 @@ export class EventQueue<T> {
     return item;
   }
 
-  /** The next event not yet taken by anyone; waits for one. Rejects when `signal` aborts. */
+  /**
+   * The next event not yet taken by anyone; waits for one. Rejects when
+   * `signal` aborts. A caller whose signal aborted by the time its event is
+   * handed over never receives it: the event goes to the next taker instead.
+   */
   take(signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) return Promise.reject(this.cancelled());
+    const next = this.nextPending();
+    const item = next ? Promise.resolve(next) : this.waitForPush(signal);
+    // The event is resolved to us before our caller runs: a cancel that came
+    // in between (the RPC went away as the event arrived) must not eat it.
+    return item.then((it) => {
+      if (signal?.aborted) {
+        this.giveBack(it);
+        throw this.cancelled();
+      }
+      return it.event;
+    });
+  }
+
+  /**
+   * Gives back the event take() just returned, when its caller could not pass
+   * it on: a live taker or the next take() gets it. Only the most recently
+   * taken event can be given back; false otherwise.
+   */
+  untake(event: T): boolean {
+    const item = this.buffer[this.takeCursor - this.oldestSeq()];
+    if (!item || item.seq !== this.takeCursor || item.event !== event || this.givenBack.includes(item)) return false;
+    this.giveBack(item);
+    return true;
+  }
+
+  private nextPending(): Sequenced<T> | null {
+    const back = this.givenBack.shift();
+    if (back) return back;
     this.takeCursor = Math.max(this.takeCursor, this.oldestSeq() - 1);
-    if (this.takeCursor < this.lastSeq) {
-      const item = this.buffer[this.takeCursor + 1 - this.oldestSeq()]!;
-      this.takeCursor = item.seq;
-      return Promise.resolve(item.event);
-    }
-    return new Promise<T>((resolve, reject) => {
-      if (signal?.aborted) return reject(this.cancelled());
+    if (this.takeCursor >= this.lastSeq) return null;
+    const item = this.buffer[this.takeCursor + 1 - this.oldestSeq()]!;
+    this.takeCursor = item.seq;
+    return item;
+  }
+
+  private waitForPush(signal?: AbortSignal): Promise<Sequenced<T>> {
+    return new Promise<Sequenced<T>>((resolve, reject) => {
       const onAbort = () => {
         const i = this.takers.indexOf(taker);
         if (i >= 0) this.takers.splice(i, 1);
@@ -93,22 +130,22 @@ export class EventQueue<T> {
     });
   }
 
-  /**
-   * Gives back the event take() just returned, when its caller could not pass
-   * it on (the call was cancelled as it arrived): the next taker gets it. Only
-   * the most recently taken event can be given back; false otherwise.
-   */
-  untake(event: T): boolean {
-    const item = this.buffer[this.takeCursor - this.oldestSeq()];
-    if (!item || item.seq !== this.takeCursor || item.event !== event) return false;
+  /** A taken event back to a live taker (takers leave the list when they abort), else to the front of the queue. */
+  private giveBack(item: Sequenced<T>): void {
     const taker = this.takers.shift();
     if (taker) {
       taker.cleanup();
-      taker.resolve(event);
-    } else {
-      this.takeCursor--;
+      taker.resolve(item);
+      return;
     }
-    return true;
+    let i = this.givenBack.length;
+    while (i > 0 && this.givenBack[i - 1]!.seq > item.seq) i--;
+    this.givenBack.splice(i, 0, item);
+    // Bounded like the queue itself (in practice this holds at most a few events).
+    if (this.givenBack.length > this.capacity) {
+      this.givenBack.shift();
+      this.droppedUntaken++;
+    }
   }
 
   /** Every kept event with seq > after; waits until there is at least one. Does not consume. */

@@ -2,14 +2,13 @@
 // hot-plug, entropy, file copy, metrics, OOM events). Handler sets of every
 // protocol version call this; nothing here knows a wire message.
 import type { Logger } from '../log';
-import type { RpcMetrics } from '../server/rpc-metrics';
 import { setGuestDateTime } from './clock';
 import { FileCopier, type CopyFileRequest } from './copy-file';
 import { guestDetails, type GuestDetails, type GuestDetailsRequest } from './details';
 import { DriverRegistry } from './drivers';
 import { EventQueue } from './event-queue';
 import { onlineCpuMem, type OnlineRequest } from './hotplug';
-import { renderMetrics } from './metrics';
+import { renderMetrics, type MetricsText } from './metrics';
 import { OomWatcher, type OomEvent } from './oom';
 import { reseedRandom } from './random';
 
@@ -95,9 +94,9 @@ export class Guest {
     return this.copier.copy(req);
   }
 
-  metrics(rpcMetrics: RpcMetrics): Promise<string> {
+  metrics(callMetrics: MetricsText): Promise<string> {
     return renderMetrics({
-      rpcText: rpcMetrics.render(),
+      rpcText: callMetrics.render(),
       containerStates: this.options.containers().map((c) => c.state),
       oom: { events: this.oomWatcher.events, pending: this.oomEvents.pending, dropped: this.oomEvents.droppedUntaken },
       ...(this.options.procRoot ? { procRoot: this.options.procRoot } : {}),
@@ -105,10 +104,8 @@ export class Guest {
   }
 
   /** The next OOM-killed container's id; waits for one. Rejects when `signal` aborts. */
-  async nextOomEvent(signal?: AbortSignal): Promise<OomEvent> {
-    const event = await this.oomEvents.take(signal);
-    // Taken just as the caller went away: keep it for the next one rather than lose it.
-    if (signal?.aborted && this.oomEvents.untake(event)) return this.oomEvents.take(signal);
-    return event;
+  nextOomEvent(signal?: AbortSignal): Promise<OomEvent> {
+    // take() itself gives an event back when the caller went away as it arrived.
+    return this.oomEvents.take(signal);
   }
 }
