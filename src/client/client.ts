@@ -56,15 +56,23 @@ export class AgentClient {
     };
     const discovery = new DiscoveryService(target, grpc.credentials.createInsecure(), channelOptions);
     const deadline = Date.now() + (options.connectTimeout ?? 10) * 1000;
-    await new Promise<void>((resolve, reject) =>
-      discovery.waitForReady(deadline, (err) => (err ? reject(new Error(`cannot reach the agent at ${addr}: ${err.message}`)) : resolve())),
-    );
-    const agent = await new Promise<NegotiateResponse__Output>((resolve, reject) =>
-      discovery.Negotiate(
-        { client_name: options.client_name ?? CLIENT_NAME, client_version: CLIENT_VERSION, protocol_versions: [...CLIENT_PROTOCOLS] },
-        (err, res) => (err || !res ? reject(err) : resolve(res)),
-      ),
-    );
+    let agent: NegotiateResponse__Output;
+    try {
+      await new Promise<void>((resolve, reject) =>
+        discovery.waitForReady(deadline, (err) => (err ? reject(new Error(`cannot reach the agent at ${addr}: ${err.message}`)) : resolve())),
+      );
+      agent = await new Promise<NegotiateResponse__Output>((resolve, reject) =>
+        discovery.Negotiate(
+          { client_name: options.client_name ?? CLIENT_NAME, client_version: CLIENT_VERSION, protocol_versions: [...CLIENT_PROTOCOLS] },
+          (err, res) => (err ? reject(err) : res ? resolve(res) : reject(new Error(`the agent at ${addr} sent no Negotiate answer`))),
+        ),
+      );
+    } catch (err) {
+      // Nobody gets a client to close: an open channel would keep reconnecting
+      // (and keep the process alive) for nothing. connect() closes the bridge.
+      discovery.close();
+      throw err;
+    }
     // Share the discovery channel for the versioned service.
     const v1Client = new AgentV1Service(target, grpc.credentials.createInsecure(), {
       ...channelOptions,
