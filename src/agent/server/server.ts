@@ -1,7 +1,6 @@
 // The gRPC server: agent.Discovery, every protocol version's AgentService,
 // grpc.health.v1 and server reflection, on every listener configured.
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { discoveryHandlers } from '../../handlers/discovery';
 import { v1Handlers } from '../../handlers/v1';
@@ -9,6 +8,7 @@ import { AgentV1Service, DiscoveryService, packageDefinition } from '../../proto
 import type { AgentCore } from '../core';
 import type { Logger } from '../log';
 import { withLenientDecoding } from './decoding';
+import { addReflection } from './reflection';
 import { RpcBoundary } from './rpc';
 import { bindEndpoint, type Endpoint } from './transport';
 import type { VsockListener } from './vsock';
@@ -34,7 +34,7 @@ export async function startServer(core: AgentCore, endpoints: readonly Endpoint[
 
   const health = new HealthImplementation({ '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(packageDefinition).addToServer(server);
+  addReflection(server, packageDefinition);
 
   const addresses: string[] = [];
   const vsock: VsockListener[] = [];
