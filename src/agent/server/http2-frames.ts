@@ -1,7 +1,7 @@
 // HTTP/2 frame boundaries on a raw byte stream, for transports that carry
 // one host connection after another over the same pipe without telling us
 // where one ends and the next begins (the virtio-serial port: see
-// serial-port.ts and /work/shared/FACTS.md, "gRPC over the virtio-serial port").
+// serial-port.ts and docs/machine-facts.md, "virtio-serial").
 //
 // Every HTTP/2 frame starts with a 9-byte header: 24-bit payload length,
 // 8-bit type, 8-bit flags, 1 reserved bit + 31-bit stream id (RFC 9113 §4.1).

@@ -2,8 +2,8 @@
 // connects to QEMU's chardev socket, QEMU relays the bytes to a character
 // device in the guest (/dev/vportNpM), and we serve grpc-js on it.
 //
-// What makes this harder than a socket (measured, /work/shared/FACTS.md,
-// "QEMU guests" -> virtio-serial and "gRPC over the virtio-serial port"):
+// What makes this harder than a socket (measured; docs/machine-facts.md,
+// "virtio-serial"):
 //  - The port is one byte pipe for every host connection, one after another.
 //    A host disconnect is a LEVEL (read returns 0 / POLLHUP only while no host
 //    is connected), so a quick reconnect hides it and the next client's bytes
