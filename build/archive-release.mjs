@@ -1,4 +1,5 @@
-// Archives a release for the compatibility suite (DESIGN.md, contract point 8):
+// Archives a release for the compatibility suite (docs/compatibility.md,
+// "Release archives and the version matrix"):
 // the bundled agent and agentctl, our addon, the protos, and what it was.
 //   node build/archive-release.mjs 0.1.0
 import { execFileSync } from 'node:child_process';

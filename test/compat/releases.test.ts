@@ -1,4 +1,5 @@
-// The version matrix (DESIGN.md, contract point 8): today's protos against
+// The version matrix (docs/compatibility.md, "Release archives and the
+// version matrix"): today's protos against
 // every archived release's, today's client against every archived agent, and
 // every archived agentctl against today's agent.
 import assert from 'node:assert/strict';

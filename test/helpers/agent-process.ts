@@ -1,6 +1,7 @@
 // Starts the bundled agent (dist/agent.cjs) as an ordinary process on a unix
 // socket, inside private namespaces: a mount namespace with its own cgroup2
-// mount (crun refuses this machine's hybrid cgroups; see shared/FACTS.md) and
+// mount (crun refuses this machine's hybrid cgroups; see docs/machine-facts.md,
+// "Hybrid cgroups and crun") and
 // a UTS namespace, so nothing of the machine itself is touched.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';

@@ -1,6 +1,6 @@
 // OCI specs for test containers. On development hosts the agent runs crun
 // with --cgroup-manager=disabled, so the spec has no cgroup namespace, no
-// cgroupsPath and no cgroup mount (see ../../../shared/FACTS.md).
+// cgroupsPath and no cgroup mount (see docs/machine-facts.md, "Hybrid cgroups and crun").
 export interface SpecOptions {
   rootPath: string;
   args: string[];
