@@ -1,5 +1,6 @@
 // The VM launcher: boots dist/guest/ (vmlinux, initrd.img, rootfs.img) in
-// QEMU — KVM when /dev/kvm exists, TCG otherwise — with the agent as PID 1.
+// QEMU with the agent as PID 1 — KVM only where a probe boot shows KVM can run
+// this guest (accel.ts), TCG otherwise.
 // The agent channel is vsock where the host has /dev/vhost-vsock, otherwise
 // a virtio-serial port named agent.channel.0 (the Kata name) exposed as a
 // unix socket here. A 9p share carries container root file systems and
@@ -8,18 +9,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { chooseAccel, type Accel, type AccelChoice } from './accel';
 
 export const REPO = path.resolve(__dirname, '..');
 export const GUEST_DIR = path.join(REPO, 'dist', 'guest');
 
-/** Modules the agent loads at boot (the virtio bus — loaded already when booting from the root disk —, its channel, vsock, 9p, overlay, network, entropy). */
-export const BOOT_MODULES = [
-  'virtio_pci', 'virtio_console', 'vsock', 'vsock_loopback', 'vmw_vsock_virtio_transport', '9pnet_virtio', '9p', 'overlay',
-  'virtio_net', 'virtio_rng',
-];
-
-/** Kernel options measured to boot fastest under TCG (shared/FACTS.md). */
-const KERNEL_ARGS = [
+/** Kernel options measured to boot fastest under TCG (docs/machine-facts.md). The image loads its own boot modules. */
+export const KERNEL_ARGS = [
   'console=ttyS0', 'panic=-1', 'quiet', 'mitigations=off', 'tsc=reliable', 'no_timer_check', 'i8042.noaux',
   'i8042.nokbd', 'i8042.nopnp', 'i8042.dumbkbd', '8250.nr_uarts=1', 'random.trust_cpu=on', 'nokaslr',
 ];
@@ -42,6 +38,10 @@ export interface VmOptions {
   workDir?: string;
   /** Raw disk images attached as further virtio-blk devices (/dev/vdb, /dev/vdc, ... in the guest). */
   disks?: string[];
+  /** 'kvm' or 'tcg' instead of the probe's choice (the environment's AGENT_VM_ACCEL does the same). */
+  accel?: Accel;
+  /** Called with the accelerator chosen and why, before QEMU starts; default: a line on stderr. */
+  onAccel?: (choice: AccelChoice) => void;
   /**
    * 'disk' (default): the small initramfs and the read-only root image on virtio-blk.
    * 'initramfs': the fallback without a root disk (initrd-full.img); extra disks start at /dev/vda.
@@ -51,6 +51,8 @@ export interface VmOptions {
 
 export interface Vm {
   pid: number;
+  /** The accelerator QEMU runs with, and why it was chosen. */
+  accel: AccelChoice;
   /** Agent address on this host: unix://SOCKET of the serial channel (or vsock://CID:1024). */
   agentAddr: string;
   consoleLog: string;
@@ -64,25 +66,16 @@ export interface Vm {
   stop(): Promise<void>;
 }
 
-function accel(): string {
-  try {
-    fs.accessSync('/dev/kvm', fs.constants.R_OK | fs.constants.W_OK);
-    return 'kvm';
-  } catch {
-    return 'tcg';
-  }
-}
-
-export function qemuArgs(o: VmOptions & { workDir: string; channel: string; console: string }): string[] {
+export function qemuArgs(o: VmOptions & { workDir: string; channel: string; console: string; chosen: AccelChoice }): string[] {
   const guest = (f: string) => {
     const p = path.join(GUEST_DIR, f);
     if (!fs.existsSync(p)) throw new Error(`${p} is missing: run npm run build:image`);
     return p;
   };
   const hasVhostVsock = fs.existsSync('/dev/vhost-vsock');
-  const append = [...KERNEL_ARGS, `agent.kernel_modules=${BOOT_MODULES.join(',')}`, ...(o.kernelArgs ?? [])];
+  const append = [...KERNEL_ARGS, ...(o.kernelArgs ?? [])];
   const args = [
-    '-machine', 'q35', '-accel', accel(), '-cpu', 'max', '-m', `${o.memoryMiB ?? 1024}M`, '-smp', String(o.cpus ?? 2),
+    '-machine', 'q35', '-accel', o.chosen.accel, '-cpu', o.chosen.cpu, '-m', `${o.memoryMiB ?? 1024}M`, '-smp', String(o.cpus ?? 2),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', guest('vmlinux'), '-initrd', guest(o.root === 'initramfs' ? 'initrd-full.img' : 'initrd.img'), '-append', append.join(' '),
     '-chardev', `file,id=con0,path=${o.console}`, '-serial', 'chardev:con0',
@@ -114,7 +107,9 @@ export async function startVm(options: VmOptions = {}): Promise<Vm> {
   const channel = path.join(workDir, 'agent.channel.0.sock');
   const consoleLog = path.join(workDir, 'console.log');
   fs.writeFileSync(consoleLog, '');
-  const args = qemuArgs({ ...options, workDir, channel, console: consoleLog });
+  const accel = await chooseAccel({ override: options.accel });
+  (options.onAccel ?? ((c) => process.stderr.write(`vm: ${c.accel} (-cpu ${c.cpu}): ${c.reason}\n`)))(accel);
+  const args = qemuArgs({ ...options, workDir, channel, console: consoleLog, chosen: accel });
   const child: ChildProcess = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -130,6 +125,7 @@ export async function startVm(options: VmOptions = {}): Promise<Vm> {
   }
   return {
     pid: child.pid!,
+    accel,
     agentAddr: `unix://${channel}`,
     consoleLog,
     workDir,

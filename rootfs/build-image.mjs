@@ -20,7 +20,11 @@ const cache = path.join(repo, '.cache', 'guest');
 
 /** Loaded by the initramfs to reach the root file system. */
 export const INITRAMFS_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4'];
-/** Shipped in the root image; the agent loads those named in agent.kernel_modules. */
+/**
+ * Shipped in the root image. The agent loads its default boot set at boot
+ * (DEFAULT_KERNEL_MODULES in src/agent/config.ts) unless agent.kernel_modules
+ * names others; CreateSandbox may load any of them.
+ */
 export const ROOT_MODULES = [
   'virtio_pci', 'virtio_console', 'virtio_net', 'virtio_rng', 'vsock', 'vsock_loopback', 'vmw_vsock_virtio_transport',
   '9p', '9pnet_virtio', 'overlay', 'virtiofs', 'virtio_blk', 'ext4', 'veth',

@@ -1,22 +1,27 @@
 // The agent's entry point: configuration, logging, the core, the server.
+//
+// As the guest's init this function must not fail: if PID 1 exits, the kernel
+// panics and every workload dies. So each step that can fail for a reason
+// outside the agent (a bad kernel command line, a module the image lacks, a
+// listener the kernel cannot open yet) is logged and worked around, and the
+// agent serves on whatever it could open.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, helpText, loadConfig } from './config';
+import { ConfigError, helpText, loadConfig, type ParsedArgs } from './config';
 import type { AgentCore } from './core';
 import { Sandbox } from './core/sandbox';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
 import { constants, native } from '../native/native';
+import { socketFromFd } from '../native/fd-socket';
 import { Network } from './network';
 import { OciRuntime } from './oci/runtime';
 import { bootGuest, bringUpLoopback, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
+import { parseAddress } from './server/address';
 import { RpcMetrics } from './server/rpc-metrics';
-import { socketFromFd } from '../native/fd-socket';
-import { findSerialPort, serveSerialPort } from './server/serial-port';
-import { startServer } from './server/server';
-import { parseAddress } from './server/transport';
+import { createServer } from './server/server';
 import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
 
 /** How long a power-off waits for in-flight calls to finish, then for written answers to leave. */
@@ -27,10 +32,13 @@ const FLUSH_MS = 200;
 
 export async function main(argv: readonly string[]): Promise<void> {
   // As the guest's init nothing is mounted yet, and the configuration lives in /proc/cmdline.
-  mountProcIfInit();
-  let parsed;
+  const procError = mountProcIfInit();
+  const guestInit = isGuestInit();
+  // PID 1 of any kind (the guest's init, or a pid namespace's) must not exit over its configuration.
+  const mustNotExit = process.pid === 1;
+  let parsed: ParsedArgs;
   try {
-    parsed = loadConfig(argv, process.env);
+    parsed = loadConfig(argv, process.env, { lenient: mustNotExit });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`agent: ${err.message}\n`);
@@ -39,13 +47,15 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   if (parsed.help) {
     process.stdout.write(helpText());
-    return;
+    if (!mustNotExit) return;
   }
   const { config } = parsed;
   const logging = createLogger(config.logLevel);
   const log = logging.log;
   guardProcess(log);
-  const guestInit = isGuestInit();
+  if (procError) log.error({ err: procError }, 'cannot mount /proc: the kernel command line and process table are unreadable');
+  reportConfig(parsed, log);
+
   const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
   if (guestInit) bootGuest(log, config.kernelModules, kernelModules);
   if (config.logVport > 0) {
@@ -54,8 +64,15 @@ export async function main(argv: readonly string[]): Promise<void> {
     else log.warn({ err: host.error, port: config.logVport }, 'logs go to the console only: the host log port is unreachable');
   }
 
-  const endpoints = config.serverAddr.map(parseAddress);
-  for (const dir of [config.stateDir, config.sharedDir]) fs.mkdirSync(dir, { recursive: true });
+  for (const dir of [config.stateDir, config.sharedDir]) {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      // An ordinary process stops with the reason; the guest's init serves on, and the calls that need the dir fail with it.
+      if (!mustNotExit) throw new Error(`cannot create ${dir}: ${(err as Error).message}`);
+      log.error({ err, dir }, 'cannot create an agent directory; calls that need it will fail');
+    }
+  }
 
   const reaper = new Reaper(log);
   reaper.start();
@@ -71,11 +88,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));
   if (guestInit) await bringUpLoopback(network, log);
+  const callMetrics = new RpcMetrics();
   const core: AgentCore = {
     config,
     sandbox,
     network,
-    rpcMetrics: new RpcMetrics(),
+    callMetrics,
     guest: new Guest({ sharedDir: config.sharedDir, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
     // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
@@ -83,7 +101,14 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   core.guest.start();
 
-  const { server, addresses } = await startServer(core, endpoints, log);
+  const agentServer = createServer(core, callMetrics, log);
+  // The configuration has validated every address.
+  for (const addr of config.serverAddr) agentServer.listeners.add(parseAddress(addr));
+  const listeners = await agentServer.listeners.settled();
+  if (!mustNotExit && !listeners.some((l) => l.state === 'serving')) {
+    agentServer.listeners.close();
+    throw new Error(`no listener could be opened: ${listeners.map((l) => `${l.address}: ${l.lastError}`).join('; ')}`);
+  }
   function drainThenPowerOff(reason: string): void {
     let done = false;
     const off = () => {
@@ -92,24 +117,22 @@ export async function main(argv: readonly string[]): Promise<void> {
       // A moment for the transports' own write queues (the serial port's) to empty.
       setTimeout(() => powerOff(log, reason), FLUSH_MS);
     };
-    server.tryShutdown(off);
+    agentServer.shutdown(off);
     // A client holding a stream open must not keep the VM up.
     setTimeout(off, DRAIN_TIMEOUT_MS);
   }
   log.info(
-    { version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, addresses, config, sources: parsed.sources, guestInit },
+    {
+      version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, listeners, config, sources: parsed.sources, guestInit,
+      ...(parsed.problems.length ? { configProblems: parsed.problems.length } : {}),
+      ...(parsed.unknownKeys.length ? { unknownKeys: parsed.unknownKeys } : {}),
+    },
     'announce',
   );
 
+  // The port appears shortly after virtio_console loads: it is looked for without holding up the announce.
   if (config.channel !== 'none' && (guestInit || fs.existsSync('/sys/class/virtio-ports'))) {
-    // The port appears shortly after virtio_console loads: look for it without holding up the rest.
-    findSerialPort(config.channel).then(
-      (device) => {
-        serveSerialPort(device, server, log.child({ channel: config.channel }));
-        log.info({ channel: config.channel, device }, 'serving on virtio-serial port');
-      },
-      (err: unknown) => log.warn({ err, channel: config.channel }, 'no virtio-serial agent channel'),
-    );
+    agentServer.listeners.add({ kind: 'serial', name: config.channel });
   }
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
@@ -117,11 +140,22 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
-    server.tryShutdown(() => process.exit(0));
+    agentServer.shutdown(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
+function reportConfig(parsed: ParsedArgs, log: Logger): void {
+  for (const p of parsed.problems) {
+    log.warn({ source: p.source, value: p.value, used: p.used, problem: p.problem }, 'configuration value refused; the option keeps the value shown as used');
+  }
+  if (parsed.unknownKeys.length > 0) {
+    log.warn({ keys: parsed.unknownKeys }, 'unknown agent options ignored (a typo?); agent --help lists them all');
+  }
+  for (const k of parsed.ignoredKeys) log.info({ key: k.key, reason: k.reason }, 'Kata agent option not supported here; ignored');
 }
 
 /** The host's log port (vsock CID 2): the stream, or why there is none. */
@@ -137,9 +171,15 @@ function connectHostLog(port: number): { stream?: NodeJS.WritableStream; error?:
 }
 
 /** PID 1 with no /proc yet: mount it, so the agent can tell where it runs and read its command line. */
-function mountProcIfInit(): void {
-  if (process.pid !== 1 || fs.existsSync('/proc/self')) return;
-  native.mount('proc', '/proc', 'proc', constants.MS_NOSUID | constants.MS_NODEV | constants.MS_NOEXEC, '');
+function mountProcIfInit(): unknown {
+  if (process.pid !== 1 || fs.existsSync('/proc/self')) return null;
+  try {
+    fs.mkdirSync('/proc', { recursive: true });
+    native.mount('proc', '/proc', 'proc', constants.MS_NOSUID | constants.MS_NODEV | constants.MS_NOEXEC, '');
+    return null;
+  } catch (err) {
+    return err;
+  }
 }
 
 /** An agent must keep serving: log anything that escapes and carry on. */

@@ -1,8 +1,7 @@
-// Tests of fd-socket.ts (bare fds -> net.Server / net.Socket) and of
-// vsock.ts's serveListeningFd (gRPC on a listening fd through a connection
-// injector), with AF_UNIX fds from the addon: the code path is the one vsock
-// fds take, and no vsock socket is ever opened here (vsockListen and
-// vsockConnect are replaced by throwing stubs below).
+// Tests of fd-socket.ts (bare fds -> net.Server / net.Socket) with AF_UNIX
+// fds from the addon: the code path is the one vsock fds take, and no vsock
+// socket is ever opened here (vsockListen and vsockConnect are replaced by
+// throwing stubs below). gRPC over such sockets: src/agent/server/listeners.test.ts.
 // Run: node --import tsx --test src/native/fd-socket.test.ts
 // (needs `node build/native/build.mjs` first).
 import assert from 'node:assert/strict';
@@ -11,11 +10,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import { native } from './native';
 import { FdSocketError, serverFromListeningFd, socketFromFd } from './fd-socket';
-import { bindEndpoint, parseAddress } from '../agent/server/transport';
-import { serveListeningFd } from '../agent/server/vsock';
 
 const noVsock = (): never => {
   throw new Error('test must not open AF_VSOCK sockets on the development host');
@@ -176,163 +172,6 @@ test('a non-socket fd fails to listen with an error event', async () => {
   assert.equal(server.listening, false);
 });
 
-// ---- gRPC through fd sockets ------------------------------------------------
-
-const raw = { requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
-const EchoService: grpc.ServiceDefinition = {
-  Echo: { path: '/test.Echo/Echo', requestStream: false, responseStream: false, ...raw },
-  Repeat: { path: '/test.Echo/Repeat', requestStream: false, responseStream: true, ...raw },
-  Chat: { path: '/test.Echo/Chat', requestStream: true, responseStream: true, ...raw },
-};
-const EchoClient = grpc.makeGenericClientConstructor(EchoService, 'Echo');
-type Client = grpc.Client & Record<string, Function>;
-
-function echoGrpcServer(): grpc.Server {
-  const server = new grpc.Server();
-  server.addService(EchoService, {
-    Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request),
-    // Request: 4-byte count, 4-byte size.
-    Repeat: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-      const count = call.request.readUInt32BE(0);
-      const size = call.request.readUInt32BE(4);
-      for (let i = 0; i < count; i++) call.write(Buffer.alloc(size, i));
-      call.end();
-    },
-    Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      call.on('data', (b: Buffer) => call.write(Buffer.concat([Buffer.from('re:'), b])));
-      call.on('end', () => call.end());
-    },
-  });
-  return server;
-}
-
-function newClient(p: string): Client {
-  return new EchoClient(`unix:${p}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as Client;
-}
-
-function unary(client: Client, payload: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => client.Echo(payload, { deadline: Date.now() + 10_000 }, (err: Error | null, res: Buffer) => (err ? reject(err) : resolve(res))));
-}
-
-function repeat(client: Client, count: number, size: number): Promise<Buffer[]> {
-  const req = Buffer.alloc(8);
-  req.writeUInt32BE(count, 0);
-  req.writeUInt32BE(size, 4);
-  return new Promise((resolve, reject) => {
-    const out: Buffer[] = [];
-    const call = client.Repeat(req) as grpc.ClientReadableStream<Buffer>;
-    call.on('data', (b: Buffer) => out.push(b));
-    call.on('error', reject);
-    call.on('end', () => resolve(out));
-  });
-}
-
-function chat(client: Client, messages: string[]): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const out: string[] = [];
-    const call = client.Chat() as grpc.ClientDuplexStream<Buffer, Buffer>;
-    call.on('data', (b: Buffer) => out.push(b.toString()));
-    call.on('error', reject);
-    call.on('end', () => resolve(out));
-    for (const m of messages) call.write(Buffer.from(m));
-    call.end();
-  });
-}
-
-test('grpc-js serves unary and streaming calls through injected fd sockets', async () => {
-  const p = sockPath();
-  const server = echoGrpcServer();
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const listener = serverFromListeningFd(native.unixListen(p, 64));
-  let accepted = 0;
-  listener.on('connection', (s: net.Socket) => {
-    accepted++;
-    injector.injectConnection(s);
-  });
-
-  const clients = [newClient(p), newClient(p), newClient(p)];
-  for (const c of clients) assert.equal((await unary(c, Buffer.from('ping'))).toString(), 'ping');
-  const big = Buffer.alloc(3 * 1024 * 1024, 7);
-  assert.ok((await unary(clients[0]!, big)).equals(big));
-  const streamed = await repeat(clients[1]!, 64, 64 * 1024);
-  assert.equal(streamed.length, 64);
-  streamed.forEach((b, i) => assert.ok(b.length === 64 * 1024 && b[0] === i % 256));
-  assert.deepEqual(await chat(clients[2]!, ['a', 'b', 'c']), ['re:a', 're:b', 're:c']);
-  const parallel = await Promise.all(Array.from({ length: 50 }, (_, i) => unary(clients[i % 3]!, Buffer.from(`m${i}`))));
-  assert.deepEqual(parallel.map(String), Array.from({ length: 50 }, (_, i) => `m${i}`));
-  assert.equal(accepted, 3, 'one connection per client channel');
-
-  for (const c of clients) c.close();
-  listener.close();
-  await new Promise<void>((r) => server.tryShutdown(() => r()));
-});
-
-test('serveListeningFd: serves, close() stops accepting and ends sessions', async () => {
-  const p = sockPath();
-  const server = echoGrpcServer();
-  const errors: Error[] = [];
-  const listener = serveListeningFd(native.unixListen(p, 64), server, { onError: (e) => errors.push(e) });
-  assert.ok(listener.fd >= 0);
-  const client = newClient(p);
-  assert.equal((await unary(client, Buffer.from('x'))).toString(), 'x');
-  assert.equal(listener.accepted, 1);
-
-  listener.close();
-  assert.equal(listener.fd, -1);
-  listener.close(); // idempotent
-  assert.throws(() => native.unixConnect(p), { code: 'ECONNREFUSED' });
-  // The session got GOAWAY; the channel tries to reconnect and finds nothing.
-  await assert.rejects(unary(client, Buffer.from('y')), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED);
-  client.close();
-  assert.deepEqual(errors, []);
-  server.forceShutdown();
-});
-
-test('serveListeningFd: grpc.Server.tryShutdown also stops accepting', async () => {
-  const p = sockPath();
-  const server = echoGrpcServer();
-  const listener = serveListeningFd(native.unixListen(p, 64), server);
-  const client = newClient(p);
-  assert.equal((await unary(client, Buffer.from('x'))).toString(), 'x');
-  client.close();
-  await new Promise<void>((r) => server.tryShutdown(() => r()));
-  assert.equal(listener.fd, -1);
-  assert.throws(() => native.unixConnect(p), { code: 'ECONNREFUSED' });
-});
-
-test('serveListeningFd: detach() keeps the socket listening; the next server answers the backlog', async () => {
-  const p = sockPath();
-  const first = echoGrpcServer();
-  const listener = serveListeningFd(native.unixListen(p, 64), first);
-  const c1 = newClient(p);
-  assert.equal((await unary(c1, Buffer.from('old'))).toString(), 'old');
-
-  const fd = listener.detach();
-  assert.equal(listener.fd, -1);
-  assert.throws(() => listener.detach(), /already closed or detached/);
-  assert.equal(native.getCloexec(fd), true, 'the duplicate is close-on-exec until the upgrade clears it');
-  // Not accepted by anyone now, but not refused: the connection waits in the backlog.
-  const waiting = native.unixConnect(p);
-  const waitingSocket = socketFromFd(waiting);
-  // The already injected session still works.
-  assert.equal((await unary(c1, Buffer.from('still'))).toString(), 'still');
-  c1.close();
-  await new Promise<void>((r) => first.tryShutdown(() => r()));
-
-  // "The new image": serves the same socket from the duplicate fd.
-  const second = echoGrpcServer();
-  const listener2 = serveListeningFd(fd, second);
-  const c2 = newClient(p);
-  assert.equal((await unary(c2, Buffer.from('new'))).toString(), 'new');
-  // The connection queued during the gap was accepted by the new server (accepted counts it).
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(listener2.accepted, 2);
-  waitingSocket.destroy();
-  c2.close();
-  listener2.close();
-  second.forceShutdown();
-});
-
 test('addon socket errors carry code, errno and syscall; fds are close-on-exec', () => {
   const p = sockPath();
   const fd = native.unixListen(p, 4);
@@ -347,39 +186,4 @@ test('addon socket errors carry code, errno and syscall; fds are close-on-exec',
   assert.notEqual(d, c);
   for (const x of [d, c, fd]) native.closeFd(x);
   assert.throws(() => native.closeFd(fd), { code: 'EBADF', syscall: 'close' });
-});
-
-test('bindEndpoint(vsock://-1:1024) goes through listenVsock (vsockListen stubbed with an AF_UNIX socket)', async () => {
-  const p = sockPath();
-  const calls: number[][] = [];
-  native.vsockListen = (cid, port, backlog) => {
-    calls.push([cid, port, backlog]);
-    return native.unixListen(p, backlog);
-  };
-  try {
-    const server = echoGrpcServer();
-    const bound = await bindEndpoint(server, parseAddress('vsock://-1:1024'));
-    assert.deepEqual(calls, [[-1, 1024, 511]]);
-    assert.equal(bound.address, 'vsock://-1:1024');
-    assert.ok(bound.vsock && bound.vsock.fd >= 0);
-    assert.equal(bound.vsock.cid, -1);
-    assert.equal(bound.vsock.port, 1024);
-    const client = newClient(p);
-    assert.equal((await unary(client, Buffer.from('via listenVsock'))).toString(), 'via listenVsock');
-    client.close();
-    await new Promise<void>((r) => server.tryShutdown(() => r()));
-    assert.equal(bound.vsock.fd, -1, 'shutting the grpc.Server down closed the listener');
-
-    // unix endpoints still go through grpc-js bindAsync.
-    const s2 = echoGrpcServer();
-    const p2 = sockPath();
-    const b2 = await bindEndpoint(s2, parseAddress(`unix://${p2}`));
-    assert.deepEqual(b2, { address: `unix://${p2}` });
-    const c2 = newClient(p2);
-    assert.equal((await unary(c2, Buffer.from('bindAsync'))).toString(), 'bindAsync');
-    c2.close();
-    s2.forceShutdown();
-  } finally {
-    native.vsockListen = noVsock;
-  }
 });

@@ -2,14 +2,15 @@
 import type { AgentConfig } from '../config';
 import type { Guest } from '../guest';
 import type { Network } from '../network';
-import type { RpcMetrics } from '../server/rpc-metrics';
+import type { MetricsText } from '../guest/metrics';
 import type { Sandbox } from './sandbox';
 
 export interface AgentCore {
   config: AgentConfig;
   sandbox: Sandbox;
   network: Network;
-  rpcMetrics: RpcMetrics;
+  /** The RPC boundary's call counters, which GetMetrics shows; kept outside the core. */
+  callMetrics: MetricsText;
   /** Guest RPCs' core: details, clock, hot-plug, entropy, CopyFile, metrics, OOM events. */
   guest: Guest;
   /** Called after DestroySandbox has answered: the guest's init powers off. */

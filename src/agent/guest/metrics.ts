@@ -3,8 +3,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
+/** Counters kept outside the core (the RPC boundary's), shown by GetMetrics as they are. */
+export interface MetricsText {
+  /** Prometheus text exposition of the families. */
+  render(): string;
+}
+
 export interface MetricsSources {
-  /** Already rendered families (RpcMetrics.render()). */
+  /** Already rendered families (MetricsText.render()). */
   rpcText: string;
   /** Container states, one entry per container. */
   containerStates: string[];

@@ -40,10 +40,15 @@ export function mountInitFileSystems(log: Logger, table: readonly InitMount[] = 
     // Until /proc is mounted the set is empty; read it again once it is.
     if (mounted.size === 0) mounted = mountedTargets();
     if (mounted.has(m.target)) continue;
-    fs.mkdirSync(m.target, { recursive: true });
     const flags = m.flags.reduce((acc, f) => acc | c[f], 0);
-    native.mount(m.source, m.target, m.fstype, flags, m.data ?? '');
-    log.debug({ target: m.target, fstype: m.fstype }, 'mounted');
+    try {
+      fs.mkdirSync(m.target, { recursive: true });
+      native.mount(m.source, m.target, m.fstype, flags, m.data ?? '');
+      log.debug({ target: m.target, fstype: m.fstype }, 'mounted');
+    } catch (err) {
+      // One missing file system costs what needs it, not the guest: init goes on.
+      log.error({ err, target: m.target, fstype: m.fstype }, 'init mount failed');
+    }
   }
   enableCgroupControllers(log);
 }

@@ -1,5 +1,7 @@
 // Call counters per protocol version, method and status code, for GetMetrics.
-export class RpcMetrics {
+import type { MetricsText } from '../guest/metrics';
+
+export class RpcMetrics implements MetricsText {
   private readonly counts = new Map<string, number>();
 
   record(version: string, method: string, code: string): void {

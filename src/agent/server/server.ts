@@ -1,5 +1,6 @@
 // The gRPC server: agent.Discovery, every protocol version's AgentService,
-// grpc.health.v1 and server reflection, on every listener configured.
+// grpc.health.v1 and server reflection, served on every listener of its
+// ListenerSet (listeners.ts: each opens, fails and retries on its own).
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { discoveryHandlers } from '../../handlers/discovery';
@@ -8,27 +9,30 @@ import { AgentV1Service, DiscoveryService, packageDefinition } from '../../proto
 import type { AgentCore } from '../core';
 import type { Logger } from '../log';
 import { withLenientDecoding } from './decoding';
+import { ListenerSet } from './listeners';
 import { addReflection } from './reflection';
 import { RpcBoundary } from './rpc';
-import { bindEndpoint, type Endpoint } from './transport';
-import type { VsockListener } from './vsock';
+import type { RpcMetrics } from './rpc-metrics';
 
 export interface AgentServer {
   server: grpc.Server;
   health: HealthImplementation;
-  /** The addresses actually bound (the port is filled in for tcp port 0). */
-  addresses: string[];
-  /** The vsock listeners and their fds (handed over on upgrade). */
-  vsock: VsockListener[];
+  /** Where the server listens; add() more at any time. */
+  listeners: ListenerSet;
+  /**
+   * Stops accepting on every listener, then lets calls in flight finish
+   * (grpc.Server.tryShutdown); `done` runs once they have.
+   */
+  shutdown(done: () => void): void;
 }
 
-export async function startServer(core: AgentCore, endpoints: readonly Endpoint[], log: Logger): Promise<AgentServer> {
+export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger): AgentServer {
   const limit = core.config.maxMessageBytes;
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limit,
     'grpc.max_send_message_length': limit,
   });
-  const rpc = new RpcBoundary(log, core.rpcMetrics);
+  const rpc = new RpcBoundary(log, metrics);
   server.addService(withLenientDecoding(DiscoveryService.service), discoveryHandlers(core, rpc));
   server.addService(withLenientDecoding(AgentV1Service.service), v1Handlers(core, rpc));
 
@@ -36,14 +40,14 @@ export async function startServer(core: AgentCore, endpoints: readonly Endpoint[
   health.addToServer(server);
   addReflection(server, packageDefinition);
 
-  const addresses: string[] = [];
-  const vsock: VsockListener[] = [];
-  for (const endpoint of endpoints) {
-    const bound = await bindEndpoint(server, endpoint, {
-      onError: (err) => log.warn({ err }, 'vsock listener: accept failed'),
-    });
-    addresses.push(bound.address);
-    if (bound.vsock) vsock.push(bound.vsock);
-  }
-  return { server, health, addresses, vsock };
+  const listeners = new ListenerSet(server, log.child({ module: 'listeners' }));
+  return {
+    server,
+    health,
+    listeners,
+    shutdown(done) {
+      listeners.close();
+      server.tryShutdown(() => done());
+    },
+  };
 }

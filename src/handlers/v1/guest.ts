@@ -40,7 +40,7 @@ export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
       });
       return {};
     }),
-    GetMetrics: rpc.unary(async () => ({ metrics: await guest.metrics(core.rpcMetrics) })),
+    GetMetrics: rpc.unary(async () => ({ metrics: await guest.metrics(core.callMetrics) })),
     GetOOMEvent: rpc.unary(async (_req, ctx) => ({ container_id: (await guest.nextOomEvent(ctx.signal)).containerId })),
   } satisfies Pick<AgentV1Handlers, Group>;
 }

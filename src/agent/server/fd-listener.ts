@@ -1,10 +1,9 @@
-// gRPC over AF_VSOCK: grpc-js cannot bind a vsock address, so the addon makes
-// the listening socket, fd-socket.ts turns it into a net.Server, and every
-// accepted connection is handed to the grpc.Server through one connection
-// injector (grpc-js serves injected sockets like its own: unary and streams).
-//
-// serveListeningFd is the transport-independent half: it also serves an fd
-// inherited across an in-place upgrade (execve), or an AF_UNIX fd in tests.
+// gRPC on a listening socket the agent owns: the addon makes the socket
+// (AF_VSOCK, which grpc-js cannot bind, or AF_UNIX), fd-socket.ts turns it
+// into a net.Server, and every accepted connection is handed to the
+// grpc.Server through one connection injector (grpc-js serves injected
+// sockets like its own: unary and streams). Because the agent holds the fd,
+// it can hand the socket on across an in-place upgrade (execve) — detach().
 import type net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { native } from '../../native/native';
@@ -110,31 +109,4 @@ export function serveListeningFd(fd: number, server: grpc.Server, options: Serve
       return dup;
     },
   };
-}
-
-export interface VsockListener extends FdListener {
-  readonly cid: number;
-  readonly port: number;
-}
-
-/**
- * Listens on vsock cid:port (cid -1 = VMADDR_CID_ANY) and serves `server` on
- * it. Throws the addon's NativeError (code EADDRINUSE, EAFNOSUPPORT without
- * the vsock modules, ...). Only inside a guest: never on the development host.
- */
-export function listenVsock(cid: number, port: number, server: grpc.Server, options: ServeOptions = {}): VsockListener {
-  const backlog = options.backlog ?? 511;
-  const fd = native.vsockListen(cid, port, backlog);
-  let listener: FdListener;
-  try {
-    listener = serveListeningFd(fd, server, { ...options, backlog });
-  } catch (err) {
-    // serveListeningFd did not adopt the fd: it is still ours.
-    native.closeFd(fd);
-    throw err;
-  }
-  return Object.defineProperties(listener as VsockListener, {
-    cid: { value: cid, enumerable: true },
-    port: { value: port, enumerable: true },
-  });
 }
