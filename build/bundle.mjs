@@ -1,7 +1,9 @@
-// Bundles the agent and agentctl into single CommonJS files under dist/.
+// Bundles the agent (src/agent/bin.ts; started as `agent ctl` it is the guest's
+// agentctl) and the host's agentctl (build/agentctl-host.ts, with --vm) into
+// single CommonJS files under dist/.
 // Native addons stay outside the bundle, copied beside it: our own
 // agent_native.node and node-pty's pty.node (src/native/addon-loader.ts).
-import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -12,9 +14,11 @@ const dist = path.join(repo, 'dist');
 mkdirSync(dist, { recursive: true });
 
 const build = buildStamp();
-await esbuild.build({ ...esbuildOptions(build), entryPoints: [path.join(repo, 'src/agent/bin.ts')], outfile: path.join(dist, 'agent.cjs') });
-// One entry serves both: started as agentctl*.cjs it is agentctl (src/agent/bin.ts).
-copyFileSync(path.join(dist, 'agent.cjs'), path.join(dist, 'agentctl.cjs'));
+// The metafiles list every module in each bundle: the layering test checks them (test/layering.test.ts).
+for (const [entry, outfile] of [['src/agent/bin.ts', 'agent.cjs'], ['build/agentctl-host.ts', 'agentctl.cjs']]) {
+  const result = await esbuild.build({ ...esbuildOptions(build), entryPoints: [path.join(repo, entry)], outfile: path.join(dist, outfile), metafile: true });
+  writeFileSync(path.join(dist, `${outfile}.meta.json`), JSON.stringify(result.metafile));
+}
 
 for (const [name, file] of Object.entries(addonFiles())) {
   // Copy then rename: overwriting the file in place would change the pages of

@@ -68,7 +68,21 @@ function readable(res: unknown): unknown {
   }));
 }
 
-export async function run(argv: readonly string[], out: (s: string) => void): Promise<number> {
+/** A VM booted for --vm: where its agent answers, and how to stop it. */
+export interface BootedVm {
+  agentAddr: string;
+  stop(): Promise<void>;
+}
+
+export interface RunHooks {
+  /**
+   * Boots the guest for --vm. Only the host's agentctl has it (build/agentctl-host.ts):
+   * the QEMU launcher never goes into the guest binary, whose `agent ctl` has no --vm.
+   */
+  bootVm?: (sharedDir: string | undefined) => Promise<BootedVm>;
+}
+
+export async function run(argv: readonly string[], out: (s: string) => void, hooks: RunHooks = {}): Promise<number> {
   let addr = process.env.AGENTCTL_ADDR ?? 'unix:///run/agent/agent.sock';
   let json = false;
   let vm = false;
@@ -100,7 +114,11 @@ export async function run(argv: readonly string[], out: (s: string) => void): Pr
     out(`agentctl: unknown command ${command}; "agentctl list" shows them`);
     return 2;
   }
-  const booted = vm ? await bootVm(vmShared) : null;
+  if (vm && !hooks.bootVm) {
+    out('agentctl: --vm boots QEMU on the host and is not part of the guest binary; use dist/agentctl.cjs on the host');
+    return 2;
+  }
+  const booted = vm ? await hooks.bootVm!(vmShared) : null;
   if (booted) addr = booted.agentAddr;
   let client: AgentClient;
   try {
@@ -123,20 +141,6 @@ export async function run(argv: readonly string[], out: (s: string) => void): Pr
     client.close();
     await booted?.stop();
   }
-}
-
-async function bootVm(sharedDir: string | undefined) {
-  const { startVm } = await import('../../build/vm.js');
-  const t0 = Date.now();
-  const vm = await startVm(sharedDir ? { sharedDir } : {});
-  try {
-    await vm.waitForConsole(/"msg":"announce"/, 120_000);
-  } catch (err) {
-    await vm.stop();
-    throw err;
-  }
-  process.stderr.write(`agentctl: guest booted in ${Date.now() - t0} ms (QEMU pid ${vm.pid}, console ${vm.consoleLog})\n`);
-  return vm;
 }
 
 function formatHuman(method: string, res: unknown): string {
