@@ -7,13 +7,48 @@
 // child_process or node-pty are not waiting for: waitpid(-1) would steal their
 // statuses. Statuses of orphans are kept for a while, because a container
 // process may exit before the agent has read its pid file.
+//
+// Pids are recycled, so a kept status is keyed by pid *and* the process's
+// start time (field 22 of /proc/PID/stat, read from the zombie just before it
+// is reaped), and kept only briefly. The rule wait(pid) follows:
+// - /proc/PID/stat is readable: PID belongs to a process that exists now
+//   (running, or a zombie not yet reaped). Only a status with that very start
+//   time is its own; any other kept status for PID is an earlier process's,
+//   which is dropped, and the wait goes on for the live one.
+// - PID is gone: its process exited and was reaped already (by a sweep), so
+//   the newest kept status for PID is taken. That is safe because statuses
+//   live only `unclaimedTtlMs`: the caller read the pid from the runtime's
+//   pid file moments ago (a launch is bounded by the runtime's deadline), and
+//   for an older process with the same pid to have left a status in that
+//   window, the pid space would have had to wrap around within it, and the
+//   newer process, being reaped too, would have left the newer status.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import { native } from '../../native/native';
 import type { Logger } from '../log';
 import type { ExitStatus } from './exit-status';
 
-const KEEP_UNCLAIMED = 1024;
+const MAX_UNCLAIMED = 1024;
+/** Longer than the OCI runtime's default deadline (60 s), so a slow launch still finds an early exit. */
+const UNCLAIMED_TTL_MS = 120_000;
+
+export interface ReaperOptions {
+  /** Unclaimed orphan statuses kept at most; the oldest go first. */
+  maxUnclaimed?: number;
+  /** Unclaimed statuses older than this are dropped. */
+  unclaimedTtlMs?: number;
+  /** A process's start time, null if it is gone; processStartTime by default (tests stand in). */
+  startTimeOf?: (pid: number) => number | null;
+}
+
+interface Unclaimed {
+  pid: number;
+  /** null if the zombie's stat could not be read (it then matches by pid only). */
+  startTime: number | null;
+  status: ExitStatus;
+  /** performance.now() when reaped. */
+  reapedAt: number;
+}
 
 interface Watch {
   resolve(status: ExitStatus): void;
@@ -22,20 +57,45 @@ interface Watch {
 
 export class Reaper {
   private readonly watched = new Map<number, Watch[]>();
-  private readonly unclaimed = new Map<number, ExitStatus>();
+  /** By "pid:starttime", in the order reaped (so the oldest is first). */
+  private readonly unclaimed = new Map<string, Unclaimed>();
   /** Pids owned by child_process: libuv waits for these itself. */
   private readonly spawned = new Set<number>();
   private started = false;
 
-  constructor(private readonly log: Logger) {}
+  private readonly maxUnclaimed: number;
+  private readonly unclaimedTtlMs: number;
+  private readonly startTimeOf: (pid: number) => number | null;
+  private readonly onSigchld = () => this.sweep();
+
+  constructor(
+    private readonly log: Logger,
+    options: ReaperOptions = {},
+  ) {
+    this.maxUnclaimed = options.maxUnclaimed ?? MAX_UNCLAIMED;
+    this.unclaimedTtlMs = options.unclaimedTtlMs ?? UNCLAIMED_TTL_MS;
+    this.startTimeOf = options.startTimeOf ?? processStartTime;
+  }
+
+  /** Orphan statuses kept for a later wait(). */
+  get unclaimedCount(): number {
+    return this.unclaimed.size;
+  }
 
   /** Becomes the reaper of orphaned descendants and starts listening for SIGCHLD. */
   start(): void {
     if (this.started) return;
     this.started = true;
     if (process.pid !== 1) native.setChildSubreaper();
-    process.on('SIGCHLD', () => this.sweep());
+    process.on('SIGCHLD', this.onSigchld);
     this.sweep();
+  }
+
+  /** Stops listening for SIGCHLD (the process stays a subreaper). */
+  stop(): void {
+    if (!this.started) return;
+    this.started = false;
+    process.removeListener('SIGCHLD', this.onSigchld);
   }
 
   /** child_process.spawn, with the pid recorded so the sweep never reaps it. */
@@ -51,11 +111,8 @@ export class Reaper {
 
   /** Resolves with the exit status of an adopted (or own) child `pid`. */
   wait(pid: number): Promise<ExitStatus> {
-    const early = this.unclaimed.get(pid);
-    if (early) {
-      this.unclaimed.delete(pid);
-      return Promise.resolve(early);
-    }
+    const early = this.claim(pid);
+    if (early) return Promise.resolve(early);
     return new Promise<ExitStatus>((resolve, reject) => {
       const list = this.watched.get(pid) ?? [];
       list.push({ resolve, reject });
@@ -69,13 +126,44 @@ export class Reaper {
     for (const pid of [...this.watched.keys()]) this.collect(pid);
     for (const pid of this.zombieChildren()) {
       if (this.spawned.has(pid) || this.watched.has(pid)) continue;
+      // Read while it is a zombie: once reaped, its pid may go to anyone.
+      const startTime = this.startTimeOf(pid);
       const status = this.tryWait(pid);
       if (!status) continue;
       this.log.debug({ child: pid, code: status.code, signal: status.signal }, 'reaped orphan');
-      this.unclaimed.set(pid, status);
-      if (this.unclaimed.size > KEEP_UNCLAIMED) {
-        this.unclaimed.delete(this.unclaimed.keys().next().value!);
+      const key = `${pid}:${startTime ?? '?'}`;
+      this.unclaimed.delete(key);
+      this.unclaimed.set(key, { pid, startTime, status, reapedAt: performance.now() });
+    }
+    this.prune();
+  }
+
+  /** The kept status of `pid`'s process, removed from the table; see the rule at the top. */
+  private claim(pid: number): ExitStatus | null {
+    this.prune();
+    const live = this.startTimeOf(pid);
+    let match: Unclaimed | null = null;
+    for (const [key, u] of this.unclaimed) {
+      if (u.pid !== pid) continue;
+      if (live === null) {
+        match = u; // the table is in reaping order: the last one is the newest
+      } else if (u.startTime === live) {
+        match = u;
+      } else {
+        this.unclaimed.delete(key); // an earlier process that had the same pid
       }
+    }
+    if (!match) return null;
+    this.unclaimed.delete(`${match.pid}:${match.startTime ?? '?'}`);
+    return match.status;
+  }
+
+  /** Drops statuses past their age, then the oldest past the count limit. */
+  private prune(): void {
+    const oldest = performance.now() - this.unclaimedTtlMs;
+    for (const [key, u] of this.unclaimed) {
+      if (u.reapedAt >= oldest && this.unclaimed.size <= this.maxUnclaimed) break;
+      this.unclaimed.delete(key);
     }
   }
 
@@ -130,5 +218,21 @@ function childPids(pid: number): number[] {
     );
   } catch {
     return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  }
+}
+
+/**
+ * When the process started, in clock ticks after boot (field 22 of
+ * /proc/PID/stat; readable for a zombie too); null if there is no such process.
+ * With the pid it names one process for the whole uptime.
+ */
+export function processStartTime(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Field 3 is the first after the command name (which may hold spaces and parens).
+    const value = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3]);
+    return Number.isSafeInteger(value) ? value : null;
+  } catch {
+    return null;
   }
 }
