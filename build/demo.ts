@@ -33,9 +33,13 @@ async function demo(): Promise<void> {
   const specFile = path.join(shared, 'web.json');
   fs.writeFileSync(specFile, JSON.stringify(spec));
 
-  console.log('== booting the guest in QEMU (TCG unless /dev/kvm exists): kernel + initramfs + read-only root image, agent as PID 1');
+  console.log('== booting the guest in QEMU: kernel + initramfs + read-only root image, agent as PID 1');
   const t0 = Date.now();
-  const vm = await startVm({ sharedDir: shared, network: true });
+  const vm = await startVm({
+    sharedDir: shared,
+    network: true,
+    onAccel: (c) => console.log(`   accelerator: ${c.accel} (-cpu ${c.cpu}) because ${c.reason}`),
+  });
   try {
     await vm.waitForConsole(/"msg":"announce"/, 120_000);
     console.log(`   agent announced itself ${Date.now() - t0} ms after QEMU started; channel ${vm.agentAddr}`);

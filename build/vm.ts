@@ -30,6 +30,11 @@ export interface VmOptions {
   cpus?: number;
   /** Extra kernel command-line items, e.g. agent.log_level=debug. */
   kernelArgs?: string[];
+  /**
+   * The whole kernel command line instead of ours (KERNEL_ARGS + kernelArgs):
+   * how another launcher would boot the image, e.g. ['console=ttyS0', 'panic=-1'].
+   */
+  cmdline?: string[];
   /** A virtio-net device on QEMU user networking (restricted: no way out of this host). */
   network?: boolean;
   /** Forward 127.0.0.1:hostPort to guestPort (needs network). */
@@ -73,7 +78,7 @@ export function qemuArgs(o: VmOptions & { workDir: string; channel: string; cons
     return p;
   };
   const hasVhostVsock = fs.existsSync('/dev/vhost-vsock');
-  const append = [...KERNEL_ARGS, ...(o.kernelArgs ?? [])];
+  const append = o.cmdline ?? [...KERNEL_ARGS, ...(o.kernelArgs ?? [])];
   const args = [
     '-machine', 'q35', '-accel', o.chosen.accel, '-cpu', o.chosen.cpu, '-m', `${o.memoryMiB ?? 1024}M`, '-smp', String(o.cpus ?? 2),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',

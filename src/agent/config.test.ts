@@ -116,7 +116,7 @@ describe('config', () => {
   });
 
   it('names unknown agent.* keys and KATA_AGENT_* variables, and Kata keys it knows but ignores', () => {
-    const file = cmdline('agent.lgo_level=debug agent.debug_console agent.hotplug_timeout=3 agent.log=info other.key=1');
+    const file = cmdline('agent.root=/dev/vdb agent.lgo_level=debug agent.debug_console agent.hotplug_timeout=3 agent.log=info other.key=1');
     const { unknownKeys, ignoredKeys, problems } = loadConfig(['--cmdline-path', file], { KATA_AGENT_SERVR_ADDR: 'x', KATA_AGENT_LOG_LEVEL: 'info' });
     assert.deepEqual(unknownKeys, ['agent.lgo_level', 'KATA_AGENT_SERVR_ADDR']);
     assert.deepEqual(ignoredKeys.map((k) => k.key), ['agent.debug_console', 'agent.hotplug_timeout']);

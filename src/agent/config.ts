@@ -110,6 +110,9 @@ export const KATA_KEYS_IGNORED: Readonly<Record<string, string>> = {
   'agent.no_proxy': 'no image pulling in the guest',
 };
 
+/** Kernel keys read by the image's own initramfs (rootfs/build-image.mjs), not by the agent. */
+const INITRAMFS_KEYS = new Set(['agent.root']);
+
 export class ConfigError extends Error {}
 
 /** One value that was refused, and what the agent used instead (lenient mode). */
@@ -269,7 +272,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, opti
   }
 
   for (const key of cmdline.keys()) {
-    if (!key.startsWith('agent.') || known.has(key)) continue;
+    if (!key.startsWith('agent.') || known.has(key) || INITRAMFS_KEYS.has(key)) continue;
     const reason = KATA_KEYS_IGNORED[key];
     if (reason) parsed.ignoredKeys.push({ key, reason });
     else parsed.unknownKeys.push(shown(key).slice(1, -1));

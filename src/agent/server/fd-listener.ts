@@ -20,6 +20,8 @@ export interface FdListener {
    * (GOAWAY; calls in flight finish). Idempotent.
    */
   close(): void;
+  /** Stops accepting and closes the fd; the sessions it injected go on. Idempotent. */
+  stopAccepting(): void;
   /**
    * Stops accepting but keeps the socket listening: returns a duplicate of the
    * listening fd (close-on-exec still set) and closes the original; clients
@@ -57,6 +59,7 @@ export function serveListeningFd(fd: number, server: grpc.Server, options: Serve
   let ownFd = fd;
   let accepted = 0;
   let stopped = false;
+  let released = false;
 
   netServer.on('error', onError);
   netServer.on('connection', (socket: net.Socket) => {
@@ -98,10 +101,12 @@ export function serveListeningFd(fd: number, server: grpc.Server, options: Serve
       return accepted;
     },
     close() {
-      if (stopped) return;
       stopAccepting();
+      if (released) return;
+      released = true;
       injector.destroy();
     },
+    stopAccepting,
     detach() {
       if (stopped) throw new Error('the listener is already closed or detached');
       const dup = native.dupFd(ownFd);

@@ -265,3 +265,19 @@ test('ListenerSet: a stale unix socket file is replaced; a regular file in the w
   set.close();
   server.forceShutdown();
 });
+
+test('ListenerSet.stopAccepting: no new connection, but sessions already accepted still get their answers', async () => {
+  const server = echoGrpcServer();
+  const p = sockPath();
+  const set = new ListenerSet(server, silentLogger, FAST_RETRY);
+  set.add(parseAddress(`unix://${p}`));
+  await set.settled();
+  const client = newClient(p);
+  assert.equal((await unary(client, Buffer.from('before'))).toString(), 'before');
+  set.stopAccepting();
+  assert.throws(() => native.unixConnect(p), { code: 'ECONNREFUSED' });
+  assert.equal((await unary(client, Buffer.from('after'))).toString(), 'after', 'the accepted session is still served');
+  set.close();
+  client.close();
+  server.forceShutdown();
+});

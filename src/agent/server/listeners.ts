@@ -41,6 +41,9 @@ const BACKLOG = 511;
 
 /** An open listener: how to stop it. */
 interface Opened {
+  /** Accept no new connection; sessions already accepted go on. */
+  stopAccepting(): void;
+  /** Release the listener and end its sessions. */
   close(): void;
   /** tcp port 0 is bound to a real port. */
   address?: string;
@@ -89,7 +92,20 @@ export class ListenerSet {
     return this.entries.map((e) => ({ ...e.status }));
   }
 
-  /** Stops every listener and every pending retry. Sessions already accepted are the grpc.Server's to drain. */
+  /**
+   * No new connection on any listener and no more retries; sessions already
+   * accepted go on, so answers in flight still leave (a drain before power-off
+   * or an upgrade). close() releases the listeners afterwards.
+   */
+  stopAccepting(): void {
+    this.closed = true;
+    for (const e of this.entries) {
+      clearTimeout(e.timer);
+      e.opened?.stopAccepting();
+    }
+  }
+
+  /** Stops every listener and every pending retry, and ends their sessions. */
   close(): void {
     this.closed = true;
     for (const e of this.entries) {
@@ -119,7 +135,7 @@ export class ListenerSet {
       const recovered = status.failures > 0;
       status.lastError = undefined;
       if (recovered) this.log.info({ address: status.address, failures: status.failures, device: status.device }, 'listener serving after failures');
-      else this.log.debug({ address: status.address, device: status.device }, 'listener serving');
+      else this.log.info({ address: status.address, device: status.device }, 'listener serving');
     } catch (err) {
       status.failures++;
       status.state = 'retrying';
@@ -148,7 +164,7 @@ export class ListenerSet {
       case 'serial': {
         const device = await findSerialPort(spec.name);
         const transport = serveSerialPort(device, this.server, this.log.child({ channel: spec.name }));
-        return { close: () => transport.close(), device };
+        return { stopAccepting: () => transport.stopAccepting(), close: () => transport.close(), device };
       }
     }
   }
@@ -160,7 +176,7 @@ export class ListenerSet {
         backlog: BACKLOG,
         onError: (err) => this.log.warn({ err, address }, 'listener: accept failed'),
       });
-      return { close: () => listener.close() };
+      return { stopAccepting: () => listener.stopAccepting(), close: () => listener.close() };
     } catch (err) {
       // Not adopted: the fd is still ours to close.
       native.closeFd(fd);
@@ -182,6 +198,7 @@ export class ListenerSet {
         const bound = (tcp.address() as net.AddressInfo).port;
         resolve({
           address: formatAddress({ kind: 'tcp', host, port: bound }),
+          stopAccepting: () => tcp.close(),
           close: () => {
             tcp.close();
             injector.destroy();

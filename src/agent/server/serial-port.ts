@@ -134,6 +134,8 @@ export interface SerialTransport {
   readonly stats: Readonly<SerialStats>;
   /** Ends the current session, stops reading and closes the device. Idempotent. */
   close(): void;
+  /** Takes no new host session; the current one goes on (answers in flight still leave). */
+  stopAccepting(): void;
 }
 
 export interface SerialStats {
@@ -494,6 +496,9 @@ export function serveSerialIo(io: PortIo, server: grpc.Server, log: Logger, opti
     },
     get stats() {
       return mux.stats;
+    },
+    stopAccepting() {
+      mux.accepting = false;
     },
     close() {
       if (closed) return;

@@ -46,8 +46,12 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
     health,
     listeners,
     shutdown(done) {
-      listeners.close();
-      server.tryShutdown(() => done());
+      // Stop accepting first, release only once the answers in flight have left.
+      listeners.stopAccepting();
+      server.tryShutdown(() => {
+        listeners.close();
+        done();
+      });
     },
   };
 }
