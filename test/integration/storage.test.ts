@@ -3,7 +3,8 @@
 // container sees through its OCI spec, sharing between containers, undo on
 // failure, and bad requests. What is mounted is read from the agent's own
 // /proc/<pid>/mountinfo; the test's mount namespace never sees any of it.
-// 9p and virtio-blk need the QEMU guest (test/guest); virtio-fs needs virtiofsd (untested).
+// 9p and virtio-blk need the QEMU guest (test/guest); here a block storage is refused, the machine's
+// own root disk by name. virtio-fs needs virtiofsd (untested).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -37,6 +38,10 @@ describe('storages', () => {
       .filter((m) => m.point.startsWith(`${agent.dir}/`))
       .map((m) => `${path.relative(agent.dir, m.point)}:${m.type}`);
   const agentMounts = () => mountsIn(`/proc/${agent.child.pid}/mountinfo`);
+  /** Every mount the agent sees (device, root, mount point, type, source), without the ids that a remount would change. */
+  const agentMountinfo = () =>
+    fs.readFileSync(`/proc/${agent.child.pid}/mountinfo`, 'utf8').split('\n').filter(Boolean)
+      .map((l) => { const f = l.split(' '); return `${f[2]} ${f[3]} ${f[4]} ${l.split(' - ')[1]}`; }).sort();
   const shared = (p: string) => path.join(agent.sharedDir, p);
   const storage = (s: Storage): Storage => ({ driver: 'tmpfs', source: '', fstype: '', options: [], driver_options: [], ...s });
   const invalid = (message: RegExp) => ({ code: grpc.status.INVALID_ARGUMENT, details: message });
@@ -80,6 +85,38 @@ describe('storages', () => {
     assert.deepEqual(logged('storage unmounted'), ['first']);
     assert.deepEqual(agentMounts(), []);
     assert.ok(!fs.existsSync(shared('first')));
+  });
+
+  it("a block storage naming this machine's root disk, or any disk, is refused and nothing is mounted", async () => {
+    // The agent is no guest init here: no disk may be mounted. Its own root disk is named as such.
+    const before = agentMountinfo();
+    const root = hostRootDisk();
+    const cases: Array<[string, RegExp]> = [
+      ['/dev/vdb', /virtio-blk storage \/dev\/vdb refused: the agent is not the guest's init, and outside the VM no disk of this machine may be mounted/],
+      ['0000:00:1f.7', /virtio-blk storage PCI device 0000:00:1f.7 refused: the agent is not the guest's init/],
+    ];
+    if (root) {
+      const rootMessage = new RegExp(`^${root.node} \\(${root.numbers}\\) is the device of the agent's root file system; only disks attached for the sandbox may be mounted$`);
+      cases.push([root.node, rootMessage]);
+      if (root.pci) cases.push([root.pci, rootMessage]);
+    } else {
+      cases.push(['/dev/vda', /refused: the agent is not the guest's init/]);
+    }
+    for (const [source, details] of cases) {
+      const disk = storage({ driver: 'virtio-blk', source, fstype: 'ext4', options: ['ro'], mount_point: shared('disk') });
+      await assert.rejects(
+        client.v1('CreateSandbox', { sandbox_id: 'sb', storages: [storage({ mount_point: shared('before-disk') }), disk] }),
+        { code: grpc.status.FAILED_PRECONDITION, details },
+      );
+      await assert.rejects(
+        client.v1('CreateContainer', { container_id: 'disk', exec_id: 'disk', oci_spec_json: specWithVolume(['true'], null), storages: [disk] }),
+        { code: grpc.status.FAILED_PRECONDITION, details },
+      );
+    }
+    assert.deepEqual(agentMountinfo(), before, 'the agent mounted nothing');
+    assert.ok(!fs.existsSync(shared('disk')) && !fs.existsSync(shared('before-disk')));
+    assert.ok(!agent.logs().some((l) => l['msg'] === 'storage mounted' && String(l['mountPoint']).endsWith('disk')));
+    await assert.rejects(client.v1('StartContainer', { container_id: 'disk' }), { code: grpc.status.NOT_FOUND });
   });
 
   it('CreateSandbox mounts its tmpfs storage, in the agent\'s mount namespace only', async () => {
@@ -190,4 +227,21 @@ function fsTypeOf(dir: string): string {
     }
   }
   return best.type;
+}
+
+/** This machine's root file system's disk when it is a /dev/vdX node (a VM's): its node, major:minor and PCI address. */
+function hostRootDisk(): { node: string; numbers: string; pci: string | null } | null {
+  const rootLine = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
+  const numbers = rootLine?.split(' ')[2];
+  if (!numbers || numbers.startsWith('0:')) return null;
+  let dir: string;
+  try {
+    dir = fs.realpathSync(`/sys/dev/block/${numbers}`);
+  } catch {
+    return null;
+  }
+  const name = path.basename(dir);
+  if (!/^vd[a-z]{1,3}[0-9]{0,3}$/.test(name) || !fs.existsSync(`/dev/${name}`)) return null;
+  const pci = /\/([0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7])\/virtio[0-9]+\/block\/[^/]+$/.exec(dir)?.[1] ?? null;
+  return { node: `/dev/${name}`, numbers, pci };
 }

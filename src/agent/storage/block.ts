@@ -4,9 +4,21 @@
 // A hot-plugged disk shows up a little after the runtime plugs it, so both
 // forms are waited for, up to a deadline. Only the QEMU guest has such disks;
 // the sysfs walk is unit-tested on a fake tree.
+//
+// Which devices may be mounted at all (blockDeviceForStorage):
+// - only as the guest's init, or on a test's fake device tree (BlockLookup
+//   devRoot): on a development host no disk of the machine is ever mounted;
+// - only a block device (stat, following symlinks);
+// - never the disk of a file system the agent itself sees mounted (its root
+//   first: the guest's /dev/vda), nor a partition of that disk or the disk of
+//   that partition, and never a device mounted in another mount namespace
+//   (a container's), unless the agent's storage manager mounted it. Devices
+//   are compared by number (st_rdev against mountinfo's major:minor and the
+//   mount sources' st_rdev), so another name for the same disk is no way round.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument } from '../errors';
+import { isGuestInit } from '../machine';
 
 export type BlockDeviceRef = { kind: 'node'; name: string } | { kind: 'pci'; address: string };
 
@@ -29,7 +41,14 @@ export function parseBlockSource(source: string, what = 'source'): BlockDeviceRe
 
 export interface BlockLookup {
   sysRoot?: string;
+  /**
+   * Where device nodes are looked up. Setting it to anything but /dev is the
+   * test seam: block storages are then served outside the guest too (on the
+   * test's fake tree, with a stand-in mounter).
+   */
   devRoot?: string;
+  /** Where self/mountinfo, <pid>/mountinfo and <pid>/ns/mnt are read; /proc by default. */
+  procRoot?: string;
   /** How long to wait for a hot-plugged device to appear. */
   timeoutMs?: number;
   pollMs?: number;
@@ -54,7 +73,7 @@ export async function resolveBlockDevice(ref: BlockDeviceRef, lookup: BlockLooku
   const devRoot = lookup.devRoot ?? '/dev';
   const timeoutMs = lookup.timeoutMs ?? 3000;
   const pollMs = lookup.pollMs ?? 50;
-  const what = ref.kind === 'pci' ? `PCI device ${ref.address}` : `/dev/${ref.name}`;
+  const what = describeRef(ref);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const name = ref.kind === 'node' ? ref.name : await blockNameForPci(ref.address, lookup.sysRoot);
@@ -72,5 +91,184 @@ export async function resolveBlockDevice(ref: BlockDeviceRef, lookup: BlockLooku
       );
     }
     await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+function describeRef(ref: BlockDeviceRef): string {
+  return ref.kind === 'pci' ? `PCI device ${ref.address}` : `/dev/${ref.name}`;
+}
+
+/** True when block storages may be mounted: as the guest's init, or on a test's own device tree (devRoot other than /dev). */
+export function blockStoragesAllowed(lookup: BlockLookup = {}): boolean {
+  if (lookup.devRoot !== undefined && path.resolve(lookup.devRoot) !== '/dev') return true;
+  return isGuestInit();
+}
+
+/**
+ * The device node to mount for a virtio-blk storage: resolved (waiting for a
+ * hot-plug), a block device, and no disk in use (see the header). Throws
+ * FAILED_PRECONDITION otherwise. `ownMountPoints` are the storage manager's
+ * own mounts, whose devices may be mounted again.
+ */
+export async function blockDeviceForStorage(ref: BlockDeviceRef, lookup: BlockLookup, ownMountPoints: ReadonlySet<string>): Promise<string> {
+  if (!blockStoragesAllowed(lookup)) await refuseBlockStorage(ref, lookup, ownMountPoints);
+  const node = await resolveBlockDevice(ref, lookup);
+  const views: DeviceView[] = [{ devRoot: lookup.devRoot ?? '/dev', sysRoot: lookup.sysRoot ?? '/sys', procRoot: lookup.procRoot ?? '/proc', foreign: true }];
+  // On a test's fake tree outside the guest, the machine's real mounts are checked too.
+  if (!isGuestInit() && views[0]!.procRoot !== '/proc') views.push({ devRoot: '/dev', sysRoot: '/sys', procRoot: '/proc', foreign: false });
+  for (const view of views) await checkDeviceFree(node, view, ownMountPoints);
+  return node;
+}
+
+/**
+ * Always throws: block storages are not served here (outside the guest
+ * without a test device tree). When the device is there now, says first
+ * whether it is a disk the agent uses (the machine's own root disk, say).
+ */
+export async function refuseBlockStorage(ref: BlockDeviceRef, lookup: BlockLookup, ownMountPoints: ReadonlySet<string>): Promise<never> {
+  const node = await resolveBlockDevice(ref, { ...lookup, timeoutMs: 0 }).catch(() => null);
+  if (node) await checkDeviceFree(node, { devRoot: lookup.devRoot ?? '/dev', sysRoot: lookup.sysRoot ?? '/sys', procRoot: lookup.procRoot ?? '/proc', foreign: false }, ownMountPoints);
+  throw failedPrecondition(
+    `virtio-blk storage ${describeRef(ref)} refused: the agent is not the guest's init, and outside the VM no disk of ` +
+      `this machine may be mounted (block storages are served only in the guest)`,
+  );
+}
+
+interface DeviceView {
+  devRoot: string;
+  sysRoot: string;
+  procRoot: string;
+  /** Also look at the mount namespaces of other processes. */
+  foreign: boolean;
+}
+
+/** A device number, "major:minor". */
+type DevNo = string;
+
+/** Linux's encoding of dev_t (new_encode_dev / MAJOR / MINOR). */
+export function devNo(rdev: bigint): DevNo {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
+  return `${major}:${minor}`;
+}
+
+/** A disk and its partitions, by number, with their names; from /sys/dev/block. */
+interface DiskFamily {
+  device: DevNo;
+  /** The whole disk: the device itself, or its parent when it is a partition. */
+  disk: DevNo;
+  names: Map<DevNo, string>;
+}
+
+export async function diskFamily(device: DevNo, sysRoot: string): Promise<DiskFamily> {
+  const family: DiskFamily = { device, disk: device, names: new Map() };
+  const readDev = (dir: string) => fs.readFile(path.join(dir, 'dev'), 'utf8').then((s) => s.trim(), () => null);
+  const isPartition = (dir: string) => fs.access(path.join(dir, 'partition')).then(() => true, () => false);
+  let dir: string;
+  try {
+    dir = await fs.realpath(path.join(sysRoot, 'dev', 'block', device));
+  } catch {
+    return family; // no sysfs entry: the device alone
+  }
+  family.names.set(device, path.basename(dir));
+  const diskDir = (await isPartition(dir)) ? path.dirname(dir) : dir;
+  const disk = await readDev(diskDir);
+  if (disk === null) return family;
+  family.disk = disk;
+  family.names.set(disk, path.basename(diskDir));
+  for (const entry of await fs.readdir(diskDir).catch(() => [] as string[])) {
+    const part = path.join(diskDir, entry);
+    if (!(await isPartition(part))) continue;
+    const n = await readDev(part);
+    if (n !== null) family.names.set(n, entry);
+  }
+  return family;
+}
+
+export interface MountEntry {
+  /** major:minor of the mounted file system (st_dev). */
+  dev: DevNo;
+  mountPoint: string;
+  fstype: string;
+  source: string;
+}
+
+/** Parses /proc/<pid>/mountinfo (proc(5)); octal escapes in paths decoded. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const head = line.slice(0, sep).split(' ');
+    const tail = line.slice(sep + 3).split(' ');
+    if (head.length < 6 || tail.length < 2) continue;
+    out.push({ dev: head[2]!, mountPoint: unescape(head[4]!), fstype: unescape(tail[0]!), source: unescape(tail[1]!) });
+  }
+  return out;
+}
+
+/** The device numbers a mount stands on: its st_dev, and its source's st_rdev when that is a block device node. */
+async function mountDevices(m: MountEntry, devRoot: string): Promise<DevNo[]> {
+  const devs = [m.dev];
+  if (m.source.startsWith('/dev/')) {
+    const node = path.join(devRoot, m.source.slice('/dev/'.length));
+    const st = await fs.stat(node, { bigint: true }).catch(() => null);
+    if (st?.isBlockDevice()) devs.push(devNo(st.rdev));
+  }
+  return devs;
+}
+
+async function checkDeviceFree(node: string, view: DeviceView, own: ReadonlySet<string>): Promise<void> {
+  const st = await fs.stat(node, { bigint: true });
+  if (!st.isBlockDevice()) throw failedPrecondition(`${node} is not a block device`);
+  const family = await diskFamily(devNo(st.rdev), view.sysRoot);
+  const name = (d: DevNo) => family.names.get(d) ?? d;
+  /** How a mounted device relates to the requested one, or null when it is not of its disk. */
+  const relation = (d: DevNo): string | null => {
+    if (d === family.device) return 'is the device of';
+    if (!family.names.has(d)) return null;
+    if (d === family.disk) return `is a partition of ${name(d)}, the disk of`;
+    if (family.device === family.disk) return `is the disk of its partition ${name(d)}, the device of`;
+    return `shares the disk ${name(family.disk)} with ${name(d)}, the device of`;
+  };
+  const refuse = (rel: string, what: string, tail: string) => failedPrecondition(`${node} (${family.device}) ${rel} ${what}; ${tail}`);
+  const ATTACHED = 'only disks attached for the sandbox may be mounted';
+
+  const mine = parseMountinfo(await fs.readFile(path.join(view.procRoot, 'self', 'mountinfo'), 'utf8'));
+  let heldByManager = false;
+  // The root first: its message is the one that matters most.
+  const ordered = [...mine.filter((m) => m.mountPoint === '/'), ...mine.filter((m) => m.mountPoint !== '/')];
+  for (const m of ordered) {
+    for (const d of await mountDevices(m, view.devRoot)) {
+      const rel = relation(d);
+      if (rel === null) continue;
+      if (own.has(m.mountPoint)) {
+        // The storage manager's own mount: the same device again, or a sibling partition, is fine; a disk and its partition are not.
+        if (d === family.device || (d !== family.disk && family.device !== family.disk)) {
+          heldByManager = true;
+          continue;
+        }
+        throw refuse(rel, `${m.mountPoint}, a storage the agent mounted`, 'a disk and its partition are never mounted together');
+      }
+      if (m.mountPoint === '/') throw refuse(rel, "the agent's root file system", ATTACHED);
+      throw refuse(rel, `${m.mountPoint} (${m.fstype} from ${m.source}), which the agent's storage manager did not mount`, ATTACHED);
+    }
+  }
+  // Other mount namespaces (containers'): what they see of a device the manager holds comes from the manager.
+  if (!view.foreign || heldByManager) return;
+  const ns = (pid: string) => fs.readlink(path.join(view.procRoot, pid, 'ns', 'mnt')).catch(() => null);
+  const seen = new Set([await ns('self')]);
+  for (const pid of (await fs.readdir(view.procRoot).catch(() => [] as string[])).filter((p) => /^[0-9]+$/.test(p))) {
+    const id = await ns(pid);
+    if (id === null || seen.has(id)) continue;
+    seen.add(id);
+    const text = await fs.readFile(path.join(view.procRoot, pid, 'mountinfo'), 'utf8').catch(() => '');
+    for (const m of parseMountinfo(text)) {
+      for (const d of await mountDevices(m, view.devRoot)) {
+        const rel = relation(d);
+        if (rel !== null) throw refuse(rel, `${m.mountPoint} in the mount namespace of process ${pid}`, 'a disk in use elsewhere is not mounted again');
+      }
+    }
   }
 }

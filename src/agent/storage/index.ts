@@ -5,5 +5,5 @@
 export { STORAGE_DRIVERS, STORAGE_DRIVER_NAMES, findDriver, type StorageDriver } from './drivers';
 export { parseMountOptions, FLAG_OPTIONS, type ParsedOptions } from './options';
 export { planStorage, planStorages, resolveInRoots, storageRoots, type MountPlan, type StorageRoots, type StorageSpec } from './plan';
-export { parseBlockSource, resolveBlockDevice, blockNameForPci, type BlockDeviceRef } from './block';
+export { parseBlockSource, resolveBlockDevice, blockNameForPci, blockDeviceForStorage, blockStoragesAllowed, type BlockDeviceRef, type BlockLookup } from './block';
 export { StorageManager, nativeMounter, type Mounter, type MountedStorage, type StorageManagerOptions } from './manager';

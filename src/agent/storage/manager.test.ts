@@ -203,6 +203,64 @@ describe('StorageManager (recorded mounts)', () => {
   });
 });
 
+describe('StorageManager: virtio-blk storages (recorded mounts, fake device tree)', () => {
+  const blk = (source: string, mountPoint: string): StorageSpec => ({
+    driver: 'virtio-blk', driverOptions: [], source, fstype: 'ext4', options: ['ro'], mountPoint,
+  });
+
+  it('outside the guest, without a device tree of its own, a block storage is refused before anything is mounted', async () => {
+    const { shared, mounter, manager } = setup();
+    // This machine's own disk name, whatever it is: /dev/vda here.
+    for (const source of ['/dev/vda', '/dev/vdb', '0000:00:02.0']) {
+      await assert.rejects(
+        manager.acquire('sandbox', [tmpfs('first'), blk(source, 'disk')]),
+        isKind('failed-precondition', /is the device of the agent's root file system|refused: the agent is not the guest's init/),
+      );
+    }
+    assert.deepEqual(mounter.calls, [], 'not even the tmpfs before it');
+    assert.deepEqual(fs.readdirSync(shared), ['data']);
+    const explicit = new StorageManager({ sharedDir: shared, stateDir: path.join(shared, '..', 'state'), log: silentLogger, mounter, blockLookup: { devRoot: '/dev/' } });
+    await assert.rejects(explicit.acquire('sandbox', [blk('/dev/vdb', 'disk')]), isKind('failed-precondition', /not the guest's init/));
+    assert.deepEqual(mounter.calls, []);
+  });
+
+  it('on a fake tree: an attached disk mounts; the root disk is refused and what the request mounted is undone', async (t) => {
+    const dir = path.join(tmp, `blk${n++}`);
+    const dev = path.join(dir, 'dev');
+    const proc = path.join(dir, 'proc');
+    fs.mkdirSync(dev, { recursive: true });
+    fs.mkdirSync(path.join(proc, 'self'), { recursive: true });
+    for (const [name, minor] of [['vda', 0], ['vdb', 16]] as const) {
+      const r = spawnSync('mknod', [path.join(dev, name), 'b', '240', String(minor)], { encoding: 'utf8' });
+      if (r.status !== 0) return t.skip(`mknod is not permitted here: ${r.stderr}`);
+    }
+    fs.writeFileSync(path.join(proc, 'self', 'mountinfo'), '22 1 240:0 / / ro,relatime - ext4 /dev/vda ro\n');
+    const shared = path.join(dir, 'shared');
+    fs.mkdirSync(shared, { recursive: true });
+    const mounter = new FakeMounter();
+    const blockLookup = { devRoot: dev, sysRoot: path.join(dir, 'sys'), procRoot: proc, timeoutMs: 0 };
+    const manager = new StorageManager({ sharedDir: shared, stateDir: path.join(dir, 'state'), log: silentLogger, mounter, blockLookup });
+
+    const got = await manager.acquire('container:c1', [blk('/dev/vdb', 'disk')]);
+    assert.deepEqual(got.map((g) => g.source), [path.join(dev, 'vdb')]);
+    assert.deepEqual(mounter.calls, [`mount ${path.join(dev, 'vdb')} disk ext4 ${constants.MS_RDONLY}`]);
+    mounter.calls = [];
+    await assert.rejects(
+      manager.acquire('container:c2', [tmpfs('scratch'), blk('/dev/vda', 'root-again')]),
+      isKind('failed-precondition', new RegExp(`^${dev}/vda \\(240:0\\) is the device of the agent's root file system; only disks attached for the sandbox may be mounted$`)),
+    );
+    assert.deepEqual(mounter.calls, [`mount tmpfs scratch tmpfs ${constants.MS_NOSUID | constants.MS_NODEV}`, 'umount scratch 0']);
+    assert.deepEqual(fs.readdirSync(shared), ['disk']);
+
+    // As a kernel would show it: vdb mounted at the storage's mount point. A second storage of it elsewhere is
+    // the manager's own disk again; once released, that same mount is someone else's and refused.
+    fs.appendFileSync(path.join(proc, 'self', 'mountinfo'), `40 22 240:16 / ${path.join(shared, 'disk')} ro - ext4 /dev/vdb ro\n`);
+    await manager.acquire('container:c3', [blk('/dev/vdb', 'disk-too')]);
+    await manager.release('container:c1');
+    await assert.rejects(manager.acquire('container:c4', [blk('/dev/vdb', 'disk-three')]), isKind('failed-precondition', /vdb \(240:16\) is the device of .*\/disk \(ext4 from \/dev\/vdb\), which the agent's storage manager did not mount/));
+  });
+});
+
 /**
  * Runs `code` (CommonJS; StorageManager, silentLogger, fs, path, mounts()
  * in scope) in a child node inside a private mount namespace; returns the

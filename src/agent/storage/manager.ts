@@ -11,7 +11,7 @@ import { AgentError, alreadyExists, describe, failedPrecondition } from '../erro
 import type { Logger } from '../log';
 import { requireNamespace } from '../machine';
 import { constants, native, type NativeError } from '../../native/native';
-import { resolveBlockDevice, type BlockLookup } from './block';
+import { blockDeviceForStorage, blockStoragesAllowed, refuseBlockStorage, type BlockLookup } from './block';
 import { planStorages, samePlan, storageRoots, type MountPlan, type StorageRoots, type StorageSpec } from './plan';
 
 /** mount(2) and umount2(2); the native one checks first that the mount namespace is the agent's own. */
@@ -39,7 +39,11 @@ export interface StorageManagerOptions {
   stateDir: string;
   log: Logger;
   mounter?: Mounter;
-  /** Where virtio-blk devices are looked up, and how long to wait for one. */
+  /**
+   * Where virtio-blk devices are looked up, and how long to wait for one.
+   * Outside the guest, block storages are refused unless a test sets devRoot
+   * (block.ts, blockStoragesAllowed).
+   */
   blockLookup?: BlockLookup;
 }
 
@@ -88,6 +92,10 @@ export class StorageManager {
   async acquire(owner: string, specs: readonly StorageSpec[], what = 'storages'): Promise<MountedStorage[]> {
     if (specs.length === 0) return [];
     const plans = this.plan(specs, what);
+    // Block storages outside the guest: refused before anything is mounted.
+    const lookup = this.options.blockLookup ?? {};
+    const block = plans.find((p) => p.device);
+    if (block?.device && !blockStoragesAllowed(lookup)) await refuseBlockStorage(block.device, lookup, this.ownMountPoints());
     this.mounter.ensureAllowed(`mounting ${what}`);
     return this.serialize(async () => {
       const joined: Entry[] = [];
@@ -142,6 +150,11 @@ export class StorageManager {
     return this.serialize(() => this.releaseWhere(() => true, null));
   }
 
+  /** The mount points of the storages mounted now. */
+  private ownMountPoints(): Set<string> {
+    return new Set(this.entries.map((e) => e.plan.mountPoint));
+  }
+
   list(): MountedStorage[] {
     return this.entries.map(view);
   }
@@ -175,7 +188,7 @@ export class StorageManager {
     const { log } = this.options;
     let mounted = false;
     try {
-      if (plan.device) entry.source = await resolveBlockDevice(plan.device, this.options.blockLookup);
+      if (plan.device) entry.source = await blockDeviceForStorage(plan.device, this.options.blockLookup ?? {}, this.ownMountPoints());
       const source = entry.source;
       if (plan.local) {
         // The directory belongs to this storage: made now, removed with it.

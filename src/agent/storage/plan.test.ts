@@ -1,5 +1,5 @@
 // Validation of storage requests (no mounts here: see manager.test.ts) and
-// the virtio-blk source lookup on a fake sysfs tree.
+// the virtio-blk source lookup and device checks on fake sysfs, /dev and /proc trees.
 import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { constants } from '../../native/native';
-import { blockNameForPci, parseBlockSource, resolveBlockDevice } from './block';
+import { blockDeviceForStorage, blockNameForPci, blockStoragesAllowed, devNo, diskFamily, parseBlockSource, parseMountinfo, resolveBlockDevice } from './block';
 import { STORAGE_DRIVER_NAMES } from './drivers';
 import { planStorage, planStorages, storageRoots, type StorageSpec } from './plan';
 
@@ -218,3 +218,197 @@ describe('virtio-blk lookup (fake sysfs)', () => {
     await assert.rejects(resolveBlockDevice(parseBlockSource('/dev/vdy'), lookup), kind(/exists but is not a block device/));
   });
 });
+
+describe('virtio-blk: which devices may be mounted (fake sysfs, /dev and /proc)', () => {
+  // Numbers from the local/experimental range (240), so no real device of the machine is named.
+  const root = path.join(tmp, 'devices');
+  const sys = path.join(root, 'sys');
+  const dev = path.join(root, 'dev');
+  const proc = path.join(root, 'proc');
+  const lookup = { sysRoot: sys, devRoot: dev, procRoot: proc, timeoutMs: 0 };
+  const DISKS: Record<string, [string, string[]]> = {
+    vda: ['240:0', ['vda1:240:1', 'vda2:240:2']],
+    vdb: ['240:16', ['vdb1:240:17', 'vdb2:240:18']],
+    vdc: ['240:32', []],
+    vdg: ['240:96', []],
+    vdh: ['240:112', []],
+  };
+  let canMknod = true;
+  const mknod = (name: string, type: 'b' | 'c', numbers: string) => {
+    const r = spawnSync('mknod', [path.join(dev, name), type, ...numbers.split(':')]);
+    if (r.status !== 0) canMknod = false;
+  };
+  fs.mkdirSync(path.join(sys, 'dev', 'block'), { recursive: true });
+  fs.mkdirSync(dev, { recursive: true });
+  for (const [disk, [numbers, parts]] of Object.entries(DISKS)) {
+    const dir = path.join(sys, 'devices', 'pci0000:00', `virtio-${disk}`, 'block', disk);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'dev'), `${numbers}\n`);
+    fs.symlinkSync(dir, path.join(sys, 'dev', 'block', numbers));
+    mknod(disk, 'b', numbers);
+    for (const p of parts) {
+      const [name, ...n] = p.split(':');
+      const partDir = path.join(dir, name!);
+      fs.mkdirSync(partDir);
+      fs.writeFileSync(path.join(partDir, 'dev'), `${n.join(':')}\n`);
+      fs.writeFileSync(path.join(partDir, 'partition'), `${name!.slice(-1)}\n`);
+      fs.symlinkSync(partDir, path.join(sys, 'dev', 'block', n.join(':')));
+      mknod(name!, 'b', n.join(':'));
+    }
+  }
+  // Another name for the root partition; a node with the root's number but no sysfs entry; a character device.
+  fs.symlinkSync(path.join(dev, 'vda1'), path.join(dev, 'vde'));
+  mknod('vdf', 'b', '240:1');
+  mknod('vdz', 'c', '1:3');
+
+  /** The agent's mountinfo: the root on vda1 (a partition), virtual file systems, and `extra` lines. */
+  const line = (id: number, numbers: string, point: string, fstype: string, source: string) =>
+    `${id} 1 ${numbers} / ${point} rw,relatime shared:${id} - ${fstype} ${source} rw`;
+  const setMounts = (extra: string[] = []) => {
+    fs.mkdirSync(path.join(proc, 'self', 'ns'), { recursive: true });
+    fs.writeFileSync(path.join(proc, 'self', 'mountinfo'), [
+      line(20, '0:21', '/proc', 'proc', 'proc'),
+      line(21, '0:6', '/dev', 'devtmpfs', 'devtmpfs'),
+      line(22, '240:1', '/', 'ext4', '/dev/vda1'),
+      line(23, '0:30', '/run/kata-containers/shared/containers', '9p', 'kataShared'),
+      ...extra,
+    ].join('\n') + '\n');
+  };
+  /** A process in another mount namespace (a container) seeing `lines`; `sameNs`: in the agent's own. */
+  const processSees = (pid: number, lines: string[], sameNs = false) => {
+    fs.mkdirSync(path.join(proc, String(pid), 'ns'), { recursive: true });
+    fs.rmSync(path.join(proc, String(pid), 'ns', 'mnt'), { force: true });
+    fs.symlinkSync(sameNs ? 'mnt:[4026531840]' : `mnt:[${4026532000 + pid}]`, path.join(proc, String(pid), 'ns', 'mnt'));
+    fs.writeFileSync(path.join(proc, String(pid), 'mountinfo'), lines.join('\n') + '\n');
+  };
+  fs.mkdirSync(path.join(proc, 'self', 'ns'), { recursive: true });
+  fs.symlinkSync('mnt:[4026531840]', path.join(proc, 'self', 'ns', 'mnt'));
+  setMounts();
+  processSees(77, [line(300, '240:32', '/data', 'ext4', '/dev/vdc')]);
+  // Same namespace as the agent: its view is the agent's own, and is not read again.
+  processSees(78, [line(301, '240:112', '/elsewhere', 'ext4', '/dev/vdh')], true);
+
+  const none = new Set<string>();
+  const check = (source: string, own: ReadonlySet<string> = none) => blockDeviceForStorage(parseBlockSource(source), lookup, own);
+  const refused = (re: RegExp) => (e: unknown) => {
+    assert.ok(e instanceof AgentError, String(e));
+    assert.equal(e.kind, 'failed-precondition', e.message);
+    assert.match(e.message, re);
+    return true;
+  };
+  const ATTACHED = /; only disks attached for the sandbox may be mounted$/;
+
+  it('device numbers, mountinfo and disk families', async () => {
+    assert.equal(devNo(BigInt((254 << 8) | 16)), '254:16');
+    // Large minors and majors use the high bits (new_encode_dev).
+    assert.equal(devNo((0x123n << 8n) | 0x45n | (0x678n << 20n) | (0x9n << 32n + 12n)), `${0x9123}:${0x67845}`);
+    assert.deepEqual(parseMountinfo('36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n'), [
+      { dev: '98:0', mountPoint: '/mnt two', fstype: 'ext3', source: '/dev/root' },
+    ]);
+    const family = await diskFamily('240:17', sys);
+    assert.deepEqual([family.device, family.disk, [...family.names.values()].sort()], ['240:17', '240:16', ['vdb', 'vdb1', 'vdb2']]);
+    assert.deepEqual((await diskFamily('240:99', sys)).names.size, 0, 'no sysfs entry: the device alone');
+  });
+
+  it('only the guest init, or a test with a device tree of its own, mounts block storages', async () => {
+    assert.equal(blockStoragesAllowed({}), false, 'this test process is no guest init');
+    assert.equal(blockStoragesAllowed({ devRoot: '/dev' }), false);
+    assert.equal(blockStoragesAllowed({ devRoot: '/dev/./' }), false);
+    assert.equal(blockStoragesAllowed({ devRoot: dev }), true);
+    await assert.rejects(
+      blockDeviceForStorage(parseBlockSource('/dev/vdq'), { timeoutMs: 5000 }, none),
+      refused(/^virtio-blk storage \/dev\/vdq refused: the agent is not the guest's init, and outside the VM no disk of this machine may be mounted/),
+    );
+    await assert.rejects(
+      blockDeviceForStorage(parseBlockSource('0000:00:1f.7'), { devRoot: '/dev' }, none),
+      refused(/^virtio-blk storage PCI device 0000:00:1f.7 refused: the agent is not the guest's init/),
+    );
+  });
+
+  it('on this machine, its own root disk is named as such (and refused)', async (t) => {
+    const real = realRootDisk();
+    if (!real) return t.skip('the root file system here is not on a /dev/vdX disk');
+    await assert.rejects(blockDeviceForStorage(parseBlockSource(real.node), {}, none), refused(new RegExp(`^${real.node} \\(${real.numbers}\\) is the device of the agent's root file system${ATTACHED.source}`)));
+    if (real.pci) {
+      await assert.rejects(blockDeviceForStorage(parseBlockSource(real.pci), {}, none), refused(/is the device of the agent's root file system/));
+    }
+  });
+
+  it('an attached disk and its partitions mount', async (t) => {
+    if (!canMknod) return t.skip('mknod is not permitted here');
+    setMounts();
+    assert.equal(await check('/dev/vdb'), path.join(dev, 'vdb'));
+    assert.equal(await check('/dev/vdb2'), path.join(dev, 'vdb2'));
+  });
+
+  it("refuses the agent's root device, its disk, a sibling partition and other names for it", async (t) => {
+    if (!canMknod) return t.skip('mknod is not permitted here');
+    setMounts();
+    await assert.rejects(check('/dev/vda1'), refused(new RegExp(`^${dev}/vda1 \\(240:1\\) is the device of the agent's root file system${ATTACHED.source}`)));
+    await assert.rejects(check('/dev/vda'), refused(/vda \(240:0\) is the disk of its partition vda1, the device of the agent's root file system; only disks/));
+    await assert.rejects(check('/dev/vda2'), refused(/vda2 \(240:2\) shares the disk vda with vda1, the device of the agent's root file system/));
+    await assert.rejects(check('/dev/vde'), refused(/vde \(240:1\) is the device of the agent's root file system/), 'a symlink to it');
+    await assert.rejects(check('/dev/vdf'), refused(/vdf \(240:1\) is the device of the agent's root file system/), 'a node of the same number');
+    // And a partition whose whole disk is the root.
+    setMounts();
+    fs.writeFileSync(path.join(proc, 'self', 'mountinfo'), line(22, '240:16', '/', 'ext4', '/dev/vdb') + '\n');
+    await assert.rejects(check('/dev/vdb1'), refused(/vdb1 \(240:17\) is a partition of vdb, the disk of the agent's root file system/));
+  });
+
+  it('refuses a device some other mount of the agent stands on, by st_dev or by its source', async (t) => {
+    if (!canMknod) return t.skip('mknod is not permitted here');
+    setMounts([line(40, '240:112', '/srv', 'ext4', '/dev/vdh'), line(41, '0:55', '/var', 'btrfs', '/dev/vdg')]);
+    await assert.rejects(check('/dev/vdh'), refused(/vdh \(240:112\) is the device of \/srv \(ext4 from \/dev\/vdh\), which the agent's storage manager did not mount; only disks/));
+    await assert.rejects(check('/dev/vdg'), refused(/vdg \(240:96\) is the device of \/var \(btrfs from \/dev\/vdg\)/));
+  });
+
+  it('refuses a device mounted in another mount namespace', async (t) => {
+    if (!canMknod) return t.skip('mknod is not permitted here');
+    setMounts();
+    await assert.rejects(check('/dev/vdc'), refused(/vdc \(240:32\) is the device of \/data in the mount namespace of process 77; a disk in use elsewhere is not mounted again$/));
+  });
+
+  it("the storage manager's own mounts: the same device or a sibling partition again, but never a disk with its partition", async (t) => {
+    if (!canMknod) return t.skip('mknod is not permitted here');
+    const mp = '/run/kata-containers/shared/containers/disk';
+    setMounts([line(50, '240:17', mp, 'ext4', '/dev/vdb1')]);
+    // A container sees the partition through a bind of the storage.
+    processSees(79, [line(302, '240:17', '/vol', 'ext4', '/dev/vdb1')]);
+    await assert.rejects(check('/dev/vdb1'), refused(/is the device of \/run\/kata-containers\/shared\/containers\/disk \(ext4 from \/dev\/vdb1\), which the agent's storage manager did not mount/));
+    const own = new Set([mp]);
+    assert.equal(await check('/dev/vdb1', own), path.join(dev, 'vdb1'));
+    assert.equal(await check('/dev/vdb2', own), path.join(dev, 'vdb2'));
+    await assert.rejects(check('/dev/vdb', own), refused(/vdb \(240:16\) is the disk of its partition vdb1, the device of .*\/disk, a storage the agent mounted; a disk and its partition are never mounted together/));
+    fs.rmSync(path.join(proc, '79'), { recursive: true });
+  });
+
+  it('on a fake tree, a node naming a real mounted disk of this machine is still refused', async (t) => {
+    const real = realRootDisk();
+    if (!real || !canMknod) return t.skip('needs mknod and a block-device root file system');
+    setMounts();
+    mknod('vdr', 'b', real.numbers);
+    await assert.rejects(check('/dev/vdr'), refused(new RegExp(`vdr \\(${real.numbers}\\) is the device of the agent's root file system`)));
+  });
+
+  it('refuses what is not a block device', async (t) => {
+    if (!canMknod) return t.skip('mknod is not permitted here');
+    await assert.rejects(check('/dev/vdz'), refused(/vdz \(for \/dev\/vdz\) exists but is not a block device/));
+  });
+});
+
+/** This machine's root file system's device, when it is a whole /dev/vdX disk or partition: its node, number and PCI address. */
+function realRootDisk(): { node: string; numbers: string; pci: string | null } | null {
+  const rootLine = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
+  const numbers = rootLine?.split(' ')[2];
+  if (!numbers || numbers.startsWith('0:')) return null;
+  let dir: string;
+  try {
+    dir = fs.realpathSync(`/sys/dev/block/${numbers}`);
+  } catch {
+    return null;
+  }
+  const name = path.basename(dir);
+  if (!/^vd[a-z]{1,3}[0-9]{0,3}$/.test(name) || !fs.existsSync(`/dev/${name}`)) return null;
+  const pci = /\/([0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7])\/virtio[0-9]+\/block\/[^/]+$/.exec(dir)?.[1] ?? null;
+  return { node: `/dev/${name}`, numbers, pci };
+}
