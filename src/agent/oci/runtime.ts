@@ -3,20 +3,25 @@
 // exits at once and the process is adopted by the agent (see process/reaper.ts).
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { failedPrecondition, notFound } from '../errors';
+import type { ContainerRuntime } from '../core/container-runtime';
+import { describe, failedPrecondition, notFound } from '../errors';
 import type { Logger } from '../log';
 import type { ProcessIO } from '../process/process-io';
-import { runCommand } from '../process/command';
+import { runCommand, superviseChild } from '../process/command';
 import type { Reaper } from '../process/reaper';
 
 /** A runtime command that takes longer than this is stuck (a hung mount, a frozen cgroup). */
 const RUNTIME_TIMEOUT_MS = 60_000;
+/** How long a killed stray process gets to be reaped before the launch gives up on it. */
+const STRAY_EXIT_MS = 2000;
 
 export interface RuntimeOptions {
   binary: string;
   globalArgs: readonly string[];
   /** The runtime's own state directory (--root): private to this agent. */
   root: string;
+  /** Deadline of every runtime command, create and exec included; default 60 s. */
+  timeoutMs?: number;
 }
 
 export interface RuntimeState {
@@ -26,7 +31,7 @@ export interface RuntimeState {
   bundle: string;
 }
 
-export class OciRuntime {
+export class OciRuntime implements ContainerRuntime {
   constructor(
     private readonly options: RuntimeOptions,
     private readonly reaper: Reaper,
@@ -36,13 +41,19 @@ export class OciRuntime {
   /** `create`: the container's init process, waiting for `start`. Returns its pid. */
   create(id: string, bundle: string, io: ProcessIO): Promise<number> {
     const pidFile = path.join(bundle, 'init.pid');
-    return this.launch(['create', '--bundle', bundle, '--pid-file', pidFile, id], bundle, pidFile, io);
+    return this.launch(['create', '--bundle', bundle, '--pid-file', pidFile, id], `container ${id}`, bundle, pidFile, io);
   }
 
   /** `exec --detach`: one more process in a running container. Returns its pid. */
   exec(id: string, bundle: string, execId: string, processFile: string, io: ProcessIO): Promise<number> {
     const pidFile = path.join(bundle, `exec-${execId}.pid`);
-    return this.launch(['exec', '--detach', '--process', processFile, '--pid-file', pidFile, id], bundle, pidFile, io);
+    return this.launch(
+      ['exec', '--detach', '--process', processFile, '--pid-file', pidFile, id],
+      `exec ${execId} in container ${id}`,
+      bundle,
+      pidFile,
+      io,
+    );
   }
 
   start(id: string): Promise<string> {
@@ -72,18 +83,28 @@ export class OciRuntime {
   /** Runs one runtime command to completion; a failure becomes a typed error. */
   async run(args: readonly string[]): Promise<string> {
     const { stdout } = await runCommand(this.reaper, this.options.binary, [...this.globalArgs(), ...args], {
-      timeoutMs: RUNTIME_TIMEOUT_MS,
+      timeoutMs: this.timeoutMs,
       spawnHint: 'install it or pass --oci-runtime PATH',
       onFailure: (f) => this.failure(args, f.stderr, f.code, f.timedOut ? 'a timeout' : f.signal),
     });
     return stdout;
   }
 
+  private get timeoutMs(): number {
+    return this.options.timeoutMs ?? RUNTIME_TIMEOUT_MS;
+  }
+
   private globalArgs(): string[] {
     return ['--root', this.options.root, ...this.options.globalArgs];
   }
 
-  private async launch(args: string[], bundle: string, pidFile: string, io: ProcessIO): Promise<number> {
+  /**
+   * Runs a detached `create` or `exec` with the process's stdio and a
+   * deadline, and reads the pid the runtime wrote. On any failure nothing it
+   * started is left running untracked (see stopStrays).
+   */
+  private async launch(args: string[], what: string, bundle: string, pidFile: string, io: ProcessIO): Promise<number> {
+    const verb = args[0]!;
     const logFile = path.join(bundle, 'runtime.log');
     await fs.rm(pidFile, { force: true });
     await fs.writeFile(logFile, '');
@@ -91,20 +112,75 @@ export class OciRuntime {
     this.log.debug({ runtime: this.options.binary, args: full }, 'runtime launch');
     const child = this.reaper.spawn(this.options.binary, full, { stdio: io.spawnStdio() });
     io.attach(child);
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-      child.once('error', (e) => reject(this.spawnFailure(e)));
-      child.once('exit', (c, s) => resolve([c, s]));
-    });
+    const deadline = superviseChild(child, { timeoutMs: this.timeoutMs });
+    let code: number | null;
+    let signal: NodeJS.Signals | null;
+    try {
+      // 'exit', not 'close': the container process keeps the stdio open.
+      [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+        child.once('error', (e) => reject(this.spawnFailure(e)));
+        child.once('exit', (c, s) => resolve([c, s]));
+      });
+    } catch (err) {
+      io.close();
+      throw err;
+    } finally {
+      deadline.clear();
+    }
+    if (deadline.timedOut) {
+      const strays = await this.stopStrays(io, what);
+      io.close();
+      throw failedPrecondition(
+        `${this.options.binary} ${verb} for ${what} did not finish within ${this.timeoutMs} ms and was killed` +
+          `${strays > 0 ? `, with the ${strays} process(es) it had started` : ''}; ` +
+          `the runtime is stuck (a hung mount, a frozen cgroup?): see ${logFile}`,
+      );
+    }
     if (code !== 0) {
       io.close();
       const logText = await fs.readFile(logFile, 'utf8').catch(() => '');
       throw this.failure(args, logText, code, signal);
     }
-    const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
-    if (!Number.isInteger(pid) || pid <= 0) {
-      throw failedPrecondition(`${this.options.binary} ${args[0]} wrote no valid pid to ${pidFile}`);
+    let problem: string;
+    try {
+      const text = await fs.readFile(pidFile, 'utf8');
+      const pid = Number(text.trim());
+      if (Number.isInteger(pid) && pid > 0) return pid;
+      problem = `wrote no valid pid to ${pidFile} (${JSON.stringify(text.slice(0, 40))})`;
+    } catch (err) {
+      problem = `succeeded but its pid file ${pidFile} cannot be read (${describe(err)})`;
     }
-    return pid;
+    // The process runs, but without its pid the agent can neither wait for it
+    // nor signal it. Rather than guess a pid, it is found by the stdio only it
+    // holds and killed, and the call fails: a client retries a failed exec,
+    // whereas a process nobody tracks would run (and hold memory) until the
+    // container goes. (For create, the caller's delete also removes the container.)
+    const strays = await this.stopStrays(io, what);
+    io.close();
+    throw failedPrecondition(
+      `${this.options.binary} ${verb} for ${what} ${problem}; the process it started cannot be tracked and ` +
+        `${strays > 0 ? `was killed (${strays} process(es))` : 'was not found (it may have exited)'}; see ${logFile}`,
+    );
+  }
+
+  /** Kills (SIGKILL) and reaps what a failed launch left holding the process's stdio; returns how many. */
+  private async stopStrays(io: ProcessIO, what: string): Promise<number> {
+    const pids = io.holders();
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    if (pids.length > 0) this.log.warn({ pids, what }, 'killed processes a failed runtime launch left untracked');
+    // Reap them, so no zombie or unclaimed status outlives this call; a pid
+    // that is not the agent's child is reaped by its own parent instead.
+    const exits = pids.map((pid) => this.reaper.wait(pid).catch(() => {}));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(exits), new Promise((r) => (timer = setTimeout(r, STRAY_EXIT_MS)))]);
+    clearTimeout(timer);
+    return pids.length;
   }
 
   private spawnFailure(err: Error) {

@@ -76,22 +76,13 @@ export function runCommand(
     const err: Buffer[] = [];
     let bytes = 0;
     let settled = false;
-    let timedOut = false;
-    let cancelled = false;
     let outputTooLarge = false;
     const max = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
-    const kill = () => {
-      try {
-        child.kill('SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    };
     const collect = (into: Buffer[]) => (b: Buffer) => {
       bytes += b.length;
       if (bytes > max) {
         outputTooLarge = true;
-        kill();
+        killChild(child);
         return;
       }
       into.push(b);
@@ -99,13 +90,10 @@ export function runCommand(
     child.stdout!.on('data', collect(out));
     child.stderr!.on('data', collect(err));
 
-    const timer = options.timeoutMs ? setTimeout(() => ((timedOut = true), kill()), options.timeoutMs) : undefined;
-    const onAbort = () => ((cancelled = true), kill());
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const deadline = superviseChild(child, options);
     const done = () => {
       settled = true;
-      if (timer) clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
+      deadline.clear();
     };
 
     child.once('error', (e) => {
@@ -118,6 +106,7 @@ export function runCommand(
       done();
       const stdout = Buffer.concat(out).toString();
       const stderr = Buffer.concat(err).toString();
+      const { timedOut, cancelled } = deadline;
       const ok = !timedOut && !cancelled && !outputTooLarge && code !== null &&
         (code === 0 || (options.okCodes?.includes(code) ?? false));
       if (ok) return resolve({ stdout, stderr });
@@ -136,6 +125,56 @@ export function runCommand(
       child.stdin!.end(options.input);
     }
   });
+}
+
+/** What superviseChild did: set once it has killed the child. */
+export interface ChildDeadline {
+  readonly timedOut: boolean;
+  readonly cancelled: boolean;
+  /** Call once the child has exited: no kill after that. */
+  clear(): void;
+}
+
+/**
+ * Kills `child` (SIGKILL) once `timeoutMs` passes (0 or absent: never) or
+ * `signal` aborts. For every caller that waits for a child in its own way
+ * (runCommand collects output; the OCI runtime driver hands stdio to a
+ * container process), so there is one deadline mechanism.
+ */
+export function superviseChild(child: ChildProcess, options: { timeoutMs?: number; signal?: AbortSignal }): ChildDeadline {
+  const state = { timedOut: false, cancelled: false };
+  const timer = options.timeoutMs
+    ? setTimeout(() => {
+        state.timedOut = true;
+        killChild(child);
+      }, options.timeoutMs)
+    : undefined;
+  const onAbort = () => {
+    state.cancelled = true;
+    killChild(child);
+  };
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    get timedOut() {
+      return state.timedOut;
+    },
+    get cancelled() {
+      return state.cancelled;
+    },
+    clear() {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+function killChild(child: ChildProcess): void {
+  try {
+    child.kill('SIGKILL');
+  } catch {
+    // Already gone.
+  }
 }
 
 function spawnFailure(command: string, err: Error, hint?: string): AgentError {

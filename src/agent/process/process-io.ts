@@ -2,6 +2,7 @@
 // agent owns the agent-side ends for the whole life of the process, so output
 // survives the OCI runtime's exit and is kept (bounded) until read.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
+import fs from 'node:fs';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { failedPrecondition } from '../errors';
 import { OutputBuffer } from '../stdio/output-buffer';
@@ -12,6 +13,8 @@ export class ProcessIO {
   stderr!: OutputBuffer;
   private stdin: Writable | null = null;
   private readonly pty: Pty | null;
+  /** What the process got as fds 0-2, as "dev:ino" (see holders()); null where unknown. */
+  private peerEnds: Array<string | null> = [];
 
   private constructor(
     readonly terminal: boolean,
@@ -37,6 +40,8 @@ export class ProcessIO {
   /** Takes over the agent-side ends once the runtime has been spawned. */
   attach(child: ChildProcess): void {
     if (this.pty) {
+      const slave = identify(this.pty.slaveFd);
+      this.peerEnds = [slave, slave, slave];
       this.pty.closeSlave();
       this.stdout = new OutputBuffer(this.pty.output, this.bufferLimit);
       // A terminal has one output stream; stderr is empty from the start.
@@ -45,6 +50,17 @@ export class ProcessIO {
       this.stderr = new OutputBuffer(none, this.bufferLimit);
       return;
     }
+    // child_process makes each 'pipe' a socketpair and keeps the first socket;
+    // socketpair(2) allocates the child's socket right after it, so its inode
+    // is ours + 1 (the kernel shows a unix socket's peer only over netlink).
+    // The fds are libuv internals (the handle's fd); without them holders() finds nothing.
+    this.peerEnds = [child.stdin, child.stdout, child.stderr].map((stream) => {
+      const fd = (stream as unknown as { _handle?: { fd?: number } } | null)?._handle?.fd;
+      const own = typeof fd === 'number' && fd >= 0 ? identify(fd) : null;
+      if (own === null) return null;
+      const [dev, ino] = own.split(':');
+      return `${dev}:${Number(ino) + 1}`;
+    });
     this.stdin = child.stdin;
     // Node destroys a child's stdin when that child exits, but the child here
     // is the runtime, which exits at once; the container process keeps reading.
@@ -85,9 +101,50 @@ export class ProcessIO {
     this.pty.resize(columns, rows);
   }
 
+  /**
+   * Pids of the processes (other than the agent) that hold this stdio as
+   * their own: the process the runtime started and whatever it forked with
+   * the same stdio. Nobody else has this terminal or these sockets, so this
+   * finds a process whose pid the runtime failed to report. A pty slave is
+   * matched exactly; pipes by the peer inodes guessed in attach(), and then
+   * only a process holding two of them in place (fds 1 and 2, say), so a
+   * wrong guess finds nobody rather than someone else. A /proc scan, for
+   * failure paths only.
+   */
+  holders(): number[] {
+    const wanted = this.terminal ? 1 : 2;
+    if (this.peerEnds.filter((e) => e !== null).length < wanted) return [];
+    const out: number[] = [];
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      let matches = 0;
+      for (const fd of [0, 1, 2]) {
+        try {
+          // stat through the magic link: the open file itself, also across mount namespaces.
+          const st = fs.statSync(`/proc/${name}/fd/${fd}`);
+          if (this.peerEnds[fd] === `${st.dev}:${st.ino}`) matches++;
+        } catch {
+          // Gone, no such fd, or not ours to look at.
+        }
+      }
+      if (matches >= wanted) out.push(Number(name));
+    }
+    return out;
+  }
+
   /** Releases the agent's ends; unread output is dropped with them. */
   close(): void {
     this.pty?.close();
     this.stdin?.destroy();
+  }
+}
+
+/** "dev:ino" of an open fd; null if it cannot be stat'ed. */
+function identify(fd: number): string | null {
+  try {
+    const st = fs.fstatSync(fd);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
 }
