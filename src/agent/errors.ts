@@ -6,6 +6,7 @@ export type ErrorKind =
   | 'already-exists'
   | 'invalid-argument'
   | 'failed-precondition'
+  | 'permission-denied'
   | 'resource-exhausted'
   | 'unimplemented'
   | 'unavailable'

@@ -18,6 +18,7 @@ const STATUS_OF: Record<ErrorKind, grpc.status> = {
   'already-exists': grpc.status.ALREADY_EXISTS,
   'invalid-argument': grpc.status.INVALID_ARGUMENT,
   'failed-precondition': grpc.status.FAILED_PRECONDITION,
+  'permission-denied': grpc.status.PERMISSION_DENIED,
   'resource-exhausted': grpc.status.RESOURCE_EXHAUSTED,
   unimplemented: grpc.status.UNIMPLEMENTED,
   unavailable: grpc.status.UNAVAILABLE,
