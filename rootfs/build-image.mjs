@@ -78,6 +78,8 @@ function buildRootTree(kernel, table, agentDir) {
   writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
   writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n');
   writeFileSync(path.join(root, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
+  // The agent's default policy (agent.policy= names another; docs/security.md).
+  copyInto(root, path.join(repo, 'rootfs', 'policy', 'default.json'), '/etc/agent/policy.json');
   symlinkSync('/proc/self/mounts', path.join(root, 'etc/mtab'));
   // The sandbox's DNS settings are written under /run (the root is read-only).
   symlinkSync('/run/agent/sandbox/resolv.conf', path.join(root, 'etc/resolv.conf'));

@@ -25,6 +25,7 @@ export interface AgentConfig {
   cmdlinePath: string;
   kernelModules: string[];
   logVport: number;
+  policy: string;
 }
 
 type Kind = 'string' | 'path' | 'int' | 'list' | 'addresses' | 'modules' | 'level';
@@ -58,6 +59,9 @@ export const DEFAULT_KERNEL_MODULES: readonly string[] = [
   'overlay', 'virtio_net', 'virtio_rng',
 ];
 
+/** Where the guest image keeps its policy (rootfs/policy/default.json). */
+export const DEFAULT_POLICY_FILE = '/etc/agent/policy.json';
+
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'serverAddr', name: 'server_addr', kind: 'addresses', default: ['vsock://-1:1024'],
     help: 'where to serve gRPC: unix://PATH, tcp://HOST:PORT or vsock://CID:PORT (repeatable; comma-separated on the kernel command line)' },
@@ -80,6 +84,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'kernel modules to load at boot, dependencies first (only as the guest\'s init; comma-separated; "none" for no module)' },
   { key: 'logVport', name: 'log_vport', kind: 'int', default: 0, min: 0, max: 0xfffffffe,
     help: 'also send the logs to the host over vsock, to this port of CID 2 (0: console only)' },
+  { key: 'policy', name: 'policy', kind: 'path', default: DEFAULT_POLICY_FILE,
+    help: 'the agent policy file (JSON: which RPCs and container features are allowed); the default is used only where it exists' },
   { key: 'cmdlinePath', name: 'cmdline_path', kind: 'path', default: '/proc/cmdline',
     help: 'kernel command line to read agent.* options from' },
 ];

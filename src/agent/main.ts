@@ -16,6 +16,7 @@ import { isGuestInit } from './machine';
 import { constants, native } from '../native/native';
 import { socketFromFd } from '../native/fd-socket';
 import { Network } from './network';
+import { choosePolicy } from './policy/policy';
 import { OciRuntime } from './oci/runtime';
 import { bootGuest, bringUpLoopback, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
@@ -50,11 +51,18 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (!mustNotExit) return;
   }
   const { config } = parsed;
+  const policy = choosePolicy(config.policy, parsed.sources.policy !== undefined);
+  if (policy.error && !mustNotExit) {
+    process.stderr.write(`agent: ${policy.error}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const logging = createLogger(config.logLevel);
   const log = logging.log;
   guardProcess(log);
   if (procError) log.error({ err: procError }, 'cannot mount /proc: the kernel command line and process table are unreadable');
   reportConfig(parsed, log);
+  if (policy.error) log.error({ policy: policy.source, error: policy.error }, 'the agent policy cannot be used: every call it governs is denied until it is fixed');
 
   const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
   if (guestInit) bootGuest(log, config.kernelModules, kernelModules);
@@ -94,6 +102,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     sandbox,
     network,
     callMetrics,
+    policy,
     guest: new Guest({ sharedDir: config.sharedDir, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
     // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
@@ -124,6 +133,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   log.info(
     {
       version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, listeners, config, sources: parsed.sources, guestInit,
+      policy: { source: policy.source, loaded: policy.loaded, digest: policy.digest },
       ...(parsed.problems.length ? { configProblems: parsed.problems.length } : {}),
       ...(parsed.unknownKeys.length ? { unknownKeys: parsed.unknownKeys } : {}),
     },

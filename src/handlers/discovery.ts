@@ -19,6 +19,7 @@ export function discoveryHandlers(core: AgentCore, rpc: RpcBoundary) {
         selected_version: selected,
         capabilities: [...CAPABILITIES],
         limits: { max_message_bytes: core.config.maxMessageBytes, output_buffer_bytes: core.config.outputBufferBytes },
+        policy: { loaded: core.policy.loaded, digest: core.policy.digest, source: core.policy.source, error: core.policy.error ?? '' },
       };
     }),
   } satisfies DiscoveryHandlers;

@@ -3,6 +3,7 @@ import type { AgentConfig } from '../config';
 import type { Guest } from '../guest';
 import type { Network } from '../network';
 import type { MetricsText } from '../guest/metrics';
+import type { Policy } from '../policy/policy';
 import type { Sandbox } from './sandbox';
 
 export interface AgentCore {
@@ -11,6 +12,8 @@ export interface AgentCore {
   network: Network;
   /** The RPC boundary's call counters, which GetMetrics shows; kept outside the core. */
   callMetrics: MetricsText;
+  /** The operator's policy (policy/): the RPC boundary and the core's argument checks enforce it. */
+  policy: Policy;
   /** Guest RPCs' core: details, clock, hot-plug, entropy, CopyFile, metrics, OOM events. */
   guest: Guest;
   /** Called after DestroySandbox has answered: the guest's init powers off. */

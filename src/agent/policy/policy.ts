@@ -34,6 +34,8 @@ export interface Policy {
   /** sha256 of the file's bytes ("sha256:HEX"); empty without a policy. */
   digest: string;
   loaded: boolean;
+  /** Why the configured policy could not be used; the policy then denies all it governs. */
+  error?: string;
   rpcs: { default: 'allow' | 'deny'; rules: RpcRule[] };
   /** Absolute path prefixes CopyFile may write under (inside the shared dir); null: anywhere the agent allows. */
   copyFilePaths: string[] | null;
@@ -69,11 +71,48 @@ export const NO_POLICY: Policy = {
   containers: { hostNamespaces: SHAREABLE_NAMESPACES, privileged: true },
 };
 
+/**
+ * A configured policy that cannot be read: fail closed. Every RPC a policy
+ * governs is denied (Discovery and health still answer, and say why), so an
+ * operator's broken file never turns into "everything allowed".
+ */
+export function unusablePolicy(source: string, error: string): Policy {
+  return {
+    source,
+    digest: '',
+    loaded: false,
+    error,
+    rpcs: { default: 'deny', rules: [] },
+    copyFilePaths: [],
+    storageDrivers: [],
+    storageMountPoints: [],
+    exec: { allowed: false, commands: [] },
+    containers: { hostNamespaces: [], privileged: false },
+  };
+}
+
+/**
+ * The policy for configured `file`: loaded; none when the file is the
+ * default one and absent (a development host); fail-closed when it cannot be
+ * used. `explicit` says whether someone named the file.
+ */
+export function choosePolicy(file: string, explicit: boolean): Policy {
+  if (!explicit && !fs.existsSync(file)) return NO_POLICY;
+  try {
+    return loadPolicy(file);
+  } catch (err) {
+    return unusablePolicy(file, (err as Error).message);
+  }
+}
+
 /** A policy file that cannot be used: what and where. */
 export class PolicyError extends Error {}
 
 /** The error every denial is: PERMISSION_DENIED at the RPC boundary, naming the rule. */
 export function denied(policy: Policy, rule: string, what: string): AgentError {
+  if (policy.error) {
+    return new AgentError('permission-denied', `${what} is denied: the agent policy ${policy.source} could not be used (${policy.error}); fix the file and restart the agent`);
+  }
   return new AgentError('permission-denied', `${what} is denied by the agent policy (${policy.source}, rule ${rule})`);
 }
 

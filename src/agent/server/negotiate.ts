@@ -22,4 +22,5 @@ export const CAPABILITIES: readonly string[] = [
   'feature:stdio-polling',
   'feature:health',
   'feature:reflection',
+  'feature:policy',
 ];

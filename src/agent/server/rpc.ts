@@ -6,6 +6,8 @@ import { AgentError, invalidArgument, type ErrorKind } from '../errors';
 import type { Logger } from '../log';
 import { malformedReason } from './decoding';
 import type { RpcMetrics } from './rpc-metrics';
+import { NO_POLICY, type Policy } from '../policy/policy';
+import { checkRpc } from '../policy/rules';
 
 export interface RpcContext {
   log: Logger;
@@ -37,13 +39,15 @@ export class RpcBoundary {
   constructor(
     private readonly log: Logger,
     readonly metrics: RpcMetrics,
+    /** Which RPCs the operator allows (policy/): checked before any handler runs. */
+    private readonly policy: Policy = NO_POLICY,
   ) {}
 
   unary<Req, Res>(fn: (req: Req, ctx: RpcContext) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
-      const { ctx, finish } = this.begin(call, call.request);
+      const { ctx, finish, admitted } = this.begin(call, call.request);
       Promise.resolve()
-        .then(() => fn(decoded(call.request), ctx))
+        .then(() => fn(admitted(call.request), ctx))
         .then(
           (res) => {
             finish(null);
@@ -58,11 +62,11 @@ export class RpcBoundary {
     fn: (req: Req, ctx: RpcContext, send: (msg: Res) => Promise<void>) => Promise<void>,
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
-      const { ctx, finish } = this.begin(call, call.request);
+      const { ctx, finish, admitted } = this.begin(call, call.request);
       const send = (msg: Res) =>
         new Promise<void>((resolve) => (call.write(msg) ? resolve() : call.once('drain', () => resolve())));
       Promise.resolve()
-        .then(() => fn(decoded(call.request), ctx, send))
+        .then(() => fn(admitted(call.request), ctx, send))
         .then(
           () => {
             finish(null);
@@ -72,6 +76,16 @@ export class RpcBoundary {
           (err: unknown) => call.emit('error', finish(err)),
         );
     };
+  }
+
+  /**
+   * A call refused before any handler ran (malformed request bytes, see
+   * decoding.ts): logged like a failed call, and counted when `count`.
+   */
+  refused(path: string, details: string, count: boolean): void {
+    const { version, method } = describePath(path);
+    if (count) this.metrics.record(version, method, 'INVALID_ARGUMENT');
+    this.log.child({ rpc: method, version, path }).info({ code: 'INVALID_ARGUMENT', error: details }, 'failed');
   }
 
   private begin(call: { getPath(): string; once(event: 'cancelled', listener: () => void): unknown }, request: unknown) {
@@ -100,7 +114,12 @@ export class RpcBoundary {
       else log.info({ code: grpc.status[status.code], error: status.details, ms }, 'failed');
       return status;
     };
-    return { ctx: { log, signal: controller.signal }, finish };
+    /** The request, once the policy allows the call and its bytes decoded. */
+    const admitted = <Req>(req: Req): Req => {
+      checkRpc(this.policy, version, method);
+      return decoded(req);
+    };
+    return { ctx: { log, signal: controller.signal }, finish, admitted };
   }
 }
 

@@ -8,7 +8,7 @@ import { v1Handlers } from '../../handlers/v1';
 import { AgentV1Service, DiscoveryService, packageDefinition } from '../../protocol';
 import type { AgentCore } from '../core';
 import type { Logger } from '../log';
-import { withLenientDecoding } from './decoding';
+import { refuseMalformedRequests, strictDecodingServer, withStrictDecoding } from './decoding';
 import { ListenerSet } from './listeners';
 import { addReflection } from './reflection';
 import { RpcBoundary } from './rpc';
@@ -28,17 +28,26 @@ export interface AgentServer {
 
 export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger): AgentServer {
   const limit = core.config.maxMessageBytes;
+  const rpc = new RpcBoundary(log, metrics, core.policy);
+  // Calls to our own services are counted for GetMetrics, refused ones too.
+  const counted = new Set([DiscoveryService.service, AgentV1Service.service].flatMap((s) => Object.values(s).map((m) => m.path)));
+  // Every request of every service is checked strictly as it is decoded
+  // (decoding.ts); the interceptor answers a malformed one with
+  // INVALID_ARGUMENT before any handler runs.
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limit,
     'grpc.max_send_message_length': limit,
+    interceptors: [refuseMalformedRequests((path, details) => rpc.refused(path, details, counted.has(path)))],
   });
-  const rpc = new RpcBoundary(log, metrics);
-  server.addService(withLenientDecoding(DiscoveryService.service), discoveryHandlers(core, rpc));
-  server.addService(withLenientDecoding(AgentV1Service.service), v1Handlers(core, rpc));
+  server.addService(withStrictDecoding(DiscoveryService.service), discoveryHandlers(core, rpc));
+  server.addService(withStrictDecoding(AgentV1Service.service), v1Handlers(core, rpc));
 
+  // Health and reflection register their own services: through a stand-in
+  // that wraps their decoders the same way.
+  const strict = strictDecodingServer(server);
   const health = new HealthImplementation({ '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING' });
-  health.addToServer(server);
-  addReflection(server, packageDefinition);
+  health.addToServer(strict as grpc.Server);
+  addReflection(strict, packageDefinition);
 
   const listeners = new ListenerSet(server, log.child({ module: 'listeners' }));
   return {
