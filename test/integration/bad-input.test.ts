@@ -1,5 +1,7 @@
 // Bad input of every kind gets a clear status, and the agent keeps serving.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { AgentClient } from '../../src/client/client';
@@ -89,14 +91,94 @@ describe('bad input', () => {
   });
 
   it('malformed protobuf bytes are INVALID_ARGUMENT', async () => {
-    // Field 1 with wire type 6, which does not exist. (protobufjs tolerates
-    // truncated fields; what it decodes from them the id checks then refuse.)
+    // Field 1 with wire type 6, which does not exist.
     const err = await rawCall('/agent.v1.AgentService/CreateContainer', Buffer.from([0x0e]));
     assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
     assert.match(err!.details, /CreateContainer request is not a valid protobuf message/);
     const truncated = await rawCall('/agent.v1.AgentService/CreateContainer', Buffer.from([0x0a, 0x64, 0x41, 0x0b]));
     assert.equal(truncated?.code, grpc.status.INVALID_ARGUMENT);
     await stillServes();
+  });
+
+  describe('strict decoding (bytes protobufjs alone would decode)', () => {
+    // A raw client: bytes in, bytes out, nothing checked on the way.
+    const identity = (b: Buffer) => b;
+    const rawMethod = (name: string) => ({
+      path: `/agent.v1.AgentService/${name}`, requestStream: false, responseStream: false,
+      requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+    });
+    const RawAgent = grpc.makeGenericClientConstructor({ CreateContainer: rawMethod('CreateContainer'), CopyFile: rawMethod('CopyFile') }, 'RawAgent');
+    let rawAgent: grpc.Client & Record<string, (req: Buffer, cb: (err: grpc.ServiceError | null) => void) => void>;
+    before(() => {
+      rawAgent = new RawAgent(`unix:${agent.addr.slice('unix://'.length)}`, grpc.credentials.createInsecure()) as typeof rawAgent;
+    });
+    after(() => rawAgent?.close());
+    const send = (method: 'CreateContainer' | 'CopyFile', bytes: Buffer) =>
+      new Promise<grpc.ServiceError | null>((resolve) => rawAgent[method]!(bytes, (err) => resolve(err)));
+
+    const varint = (n: number) => {
+      const out: number[] = [];
+      for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+      return [...out, n];
+    };
+    const lenField = (field: number, data: Buffer) => Buffer.concat([Buffer.from([...varint(field * 8 + 2), ...varint(data.length)]), data]);
+    const varintField = (field: number, n: number) => Buffer.from([...varint(field * 8), ...varint(n)]);
+    /** A string field that says it is 100 bytes long and carries `text`, placed last so nothing follows. */
+    const cutShort = (field: number, text: string) => Buffer.concat([Buffer.from([field * 8 + 2, 100]), Buffer.from(text)]);
+    const spec = Buffer.from(JSON.stringify(containerSpec({ rootPath: 'busybox', args: ['true'] })));
+
+    it('a CreateContainer whose container_id is cut short creates no container', async () => {
+      const err = await send('CreateContainer', Buffer.concat([lenField(3, spec), cutShort(1, 'cut')]));
+      assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err!.details, /^the CreateContainer request is not a valid protobuf message: field 1 \(container_id: string\) of agent\.v1\.CreateContainerRequest at offset \d+: length 100 runs past the end of the enclosing message \(3 bytes left\)$/);
+      // No container "cut": it is unknown, and the id is free.
+      await assert.rejects(client.v1('ListProcesses', { container_id: 'cut', format: 'json' }), { code: grpc.status.NOT_FOUND });
+      await assert.rejects(client.v1('StartContainer', { container_id: 'cut' }), { code: grpc.status.NOT_FOUND });
+      assert.equal(await send('CreateContainer', Buffer.concat([lenField(3, spec), lenField(1, Buffer.from('cut'))])), null);
+      await client.v1('RemoveContainer', { container_id: 'cut' });
+    });
+
+    it('a CopyFile whose path is cut short creates no file in the shared dir', async () => {
+      const before = fs.readdirSync(agent.sharedDir).sort();
+      const err = await send('CopyFile', Buffer.concat([varintField(2, 2), lenField(8, Buffer.from('hi')), cutShort(1, 'cut.txt')]));
+      assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err!.details, /CopyFile request is not a valid protobuf message: field 1 \(path: string\) of agent\.v1\.CopyFileRequest .*length 100 runs past/);
+      assert.deepEqual(fs.readdirSync(agent.sharedDir).sort(), before, 'nothing was created');
+      assert.equal(fs.existsSync(path.join(agent.sharedDir, 'cut.txt')), false);
+      // The same request, well-formed, does write the file.
+      assert.equal(await send('CopyFile', Buffer.concat([varintField(2, 2), lenField(8, Buffer.from('hi')), lenField(1, Buffer.from('cut.txt'))])), null);
+      assert.equal(fs.readFileSync(path.join(agent.sharedDir, 'cut.txt'), 'utf8'), 'hi');
+      fs.rmSync(path.join(agent.sharedDir, 'cut.txt'));
+    });
+
+    it('a wrong wire type, invalid UTF-8 and a malformed nested message are refused; an unknown field is not', async () => {
+      const wrongWire = await send('CreateContainer', Buffer.concat([varintField(1, 5)]));
+      assert.equal(wrongWire?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(wrongWire!.details, /field 1 \(container_id: string\).*wire type 0 \(varint\) where the schema says wire type 2/);
+      const utf8 = await send('CreateContainer', Buffer.concat([lenField(3, spec), lenField(1, Buffer.from([0x63, 0xc3, 0x28]))]));
+      assert.match(utf8?.details ?? '', /container_id: string.*is not valid UTF-8/);
+      const nested = await send('CreateContainer', Buffer.concat([lenField(1, Buffer.from('n')), lenField(4, Buffer.from([0x1a, 0x05, 0x61]))]));
+      assert.match(nested?.details ?? '', /field 3 \(source: string\) of agent\.v1\.Storage \(in agent\.v1\.CreateContainerRequest\.storages\).*length 5 runs past/);
+      // A field from a newer client (number 99) is skipped; the request is then refused or served on its merits.
+      const future = await send('CreateContainer', Buffer.concat([lenField(1, Buffer.from('fut')), lenField(3, spec), varintField(99, 1)]));
+      assert.equal(future, null);
+      await client.v1('RemoveContainer', { container_id: 'fut' });
+    });
+
+    it('grpc.health.v1 Check is decoded strictly too (a cut-short service name used to read as "" and answer SERVING)', async () => {
+      const err = await rawCall('/grpc.health.v1.Health/Check', Buffer.from([0x0a, 0x64]));
+      assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err!.details, /grpc\.health\.v1\.HealthCheckRequest/);
+      assert.equal(await rawCall('/grpc.health.v1.Health/Check', Buffer.alloc(0)), null);
+    });
+
+    it('refusals are logged and counted like any failed call', async () => {
+      const text = (await client.v1('GetMetrics', {})).metrics;
+      assert.match(text, /agent_rpc_calls_total\{version="v1",method="CreateContainer",code="INVALID_ARGUMENT"\} \d+/);
+      assert.match(text, /method="CopyFile",code="INVALID_ARGUMENT"/);
+      assert.ok(agent.logs().some((l) => l.msg === 'failed' && l.rpc === 'CopyFile' && /not a valid protobuf message/.test(String(l.error))));
+      await stillServes();
+    });
   });
 
   it('an unknown method and an unknown service are UNIMPLEMENTED', async () => {
