@@ -3,7 +3,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
-import type { OciRuntime } from '../oci/runtime';
 import { parseProcess, type OciSpec } from '../oci/spec';
 import { ContainerProcess } from '../process/container-process';
 import type { ExitStatus } from '../process/exit-status';
@@ -11,11 +10,12 @@ import { ProcessIO } from '../process/process-io';
 import type { Reaper } from '../process/reaper';
 import { validateId } from '../validate';
 import { readCgroupStats, type CgroupStats } from './cgroup-stats';
+import type { ContainerRuntime } from './container-runtime';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'stopped';
 
 export interface ContainerDeps {
-  runtime: OciRuntime;
+  runtime: ContainerRuntime;
   reaper: Reaper;
   log: Logger;
   outputBufferBytes: number;
@@ -25,6 +25,15 @@ export class Container {
   state: ContainerState = 'created';
   readonly init: ContainerProcess;
   private readonly execs = new Map<string, ContainerProcess>();
+  /**
+   * Set when remove() begins, and never cleared: the state still reads
+   * `running` while processes are killed, so this is what refuses new work.
+   */
+  private removing = false;
+  /** The removal under way, shared by concurrent remove() calls; null once it settled (a failed one may be retried). */
+  private removal: Promise<void> | null = null;
+  /** exec() calls whose process the runtime is still starting; remove() waits for them. */
+  private readonly launching = new Set<Promise<unknown>>();
 
   private constructor(
     readonly id: string,
@@ -64,6 +73,7 @@ export class Container {
   }
 
   async start(): Promise<void> {
+    this.refuseIfRemoving('start it');
     if (this.state !== 'created') {
       throw failedPrecondition(`container ${this.id} is ${this.state}; only a created container can be started`);
     }
@@ -74,29 +84,53 @@ export class Container {
 
   async exec(execId: string, processJson: string): Promise<ContainerProcess> {
     validateId('exec id', execId);
+    this.refuseIfRemoving(`exec ${execId} in it`);
     if (this.state !== 'running') {
       throw failedPrecondition(`container ${this.id} is ${this.state}; exec needs a running container`);
     }
     if (execId === this.init.execId || this.execs.has(execId)) {
       throw alreadyExists(`exec id ${execId} is already used in container ${this.id}`);
     }
-    const { process, terminal } = parseProcess(processJson, { env: this.spec.process.env });
+    const { process: ociProcess, terminal } = parseProcess(processJson, { env: this.spec.process.env });
     const io = terminal ? ProcessIO.terminal(this.deps.outputBufferBytes) : ProcessIO.pipes(this.deps.outputBufferBytes);
     const proc = new ContainerProcess(this.id, execId, io);
     // Reserve the id while the runtime works, so a concurrent duplicate is refused.
     this.execs.set(execId, proc);
-    const processFile = path.join(this.bundle, `exec-${execId}.json`);
+    const launch = this.launchExec(proc, ociProcess);
+    this.launching.add(launch);
     try {
-      await fs.writeFile(processFile, JSON.stringify(process));
-      const pid = await this.deps.runtime.exec(this.id, this.bundle, execId, processFile, io);
+      return await launch;
+    } finally {
+      this.launching.delete(launch);
+    }
+  }
+
+  private async launchExec(proc: ContainerProcess, ociProcess: unknown): Promise<ContainerProcess> {
+    const processFile = path.join(this.bundle, `exec-${proc.execId}.json`);
+    try {
+      await fs.writeFile(processFile, JSON.stringify(ociProcess));
+      const pid = await this.deps.runtime.exec(this.id, this.bundle, proc.execId, processFile, proc.io);
       proc.running(pid, this.deps.reaper.wait(pid));
-      return proc;
     } catch (err) {
-      this.execs.delete(execId);
-      io.close();
+      this.execs.delete(proc.execId);
+      proc.io.close();
       throw err;
     } finally {
       await fs.rm(processFile, { force: true });
+    }
+    if (this.removing) {
+      // remove() began while the runtime was starting this process. It stays
+      // listed, so remove() (which waits for this call) awaits its exit and
+      // closes its stdio with the others.
+      process.kill(proc.pid!, 'SIGKILL');
+      throw failedPrecondition(`container ${this.id} is being removed: exec ${proc.execId} was killed as it started`);
+    }
+    return proc;
+  }
+
+  private refuseIfRemoving(what: string): void {
+    if (this.removing) {
+      throw failedPrecondition(`container ${this.id} is being removed; cannot ${what} (create a new container instead)`);
     }
   }
 
@@ -145,18 +179,21 @@ export class Container {
   }
 
   async pause(): Promise<void> {
+    this.refuseIfRemoving('pause it');
     if (this.state !== 'running') throw failedPrecondition(`container ${this.id} is ${this.state}, not running`);
     await this.deps.runtime.pause(this.id);
     this.state = 'paused';
   }
 
   async resume(): Promise<void> {
+    this.refuseIfRemoving('resume it');
     if (this.state !== 'paused') throw failedPrecondition(`container ${this.id} is ${this.state}, not paused`);
     await this.deps.runtime.resume(this.id);
     this.state = 'running';
   }
 
   async update(resourcesJson: string): Promise<void> {
+    this.refuseIfRemoving('update its resources');
     let resources: unknown;
     try {
       resources = JSON.parse(resourcesJson);
@@ -209,13 +246,26 @@ export class Container {
     return [...seen].sort((a, b) => a - b);
   }
 
-  /** Kills what still runs, deletes the runtime's container and the bundle. */
-  async remove(timeoutSeconds: number): Promise<void> {
+  /**
+   * Kills what still runs, deletes the runtime's container and the bundle.
+   * From the first call on, nothing new starts in the container (exec,
+   * start, pause, resume and update are refused), and an exec the runtime is
+   * still starting is waited for and killed too.
+   */
+  remove(timeoutSeconds: number): Promise<void> {
+    this.removing = true;
+    this.removal ??= this.removeOnce(timeoutSeconds).finally(() => (this.removal = null));
+    return this.removal;
+  }
+
+  private async removeOnce(timeoutSeconds: number): Promise<void> {
+    const deadline = AbortSignal.timeout((timeoutSeconds > 0 ? timeoutSeconds : 10) * 1000);
+    // Each of these sees `removing` once its runtime call returns and kills what it started.
+    await abortable(Promise.allSettled([...this.launching]), deadline, `start of the execs under way in container ${this.id}`);
     const running = [this.init, ...this.execs.values()].filter((p) => p.isRunning);
     for (const p of running) process.kill(p.pid!, 'SIGKILL');
     const exits = running.map((p) => p.exited()!);
-    const deadline = timeoutSeconds > 0 ? timeoutSeconds : 10;
-    await abortable(Promise.all(exits), AbortSignal.timeout(deadline * 1000), `stop of container ${this.id}`);
+    await abortable(Promise.all(exits), deadline, `stop of container ${this.id}`);
     await this.deps.runtime.delete(this.id);
     for (const p of [this.init, ...this.execs.values()]) p.io.close();
     this.execs.clear();

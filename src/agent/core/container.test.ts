@@ -1,0 +1,133 @@
+// The core's Container with a fake runtime (fake-runtime.testing.ts) whose
+// container processes are real short-lived children, waited for by the real
+// Reaper. Run: node --import tsx --test src/agent/core/container.test.ts
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AgentError } from '../errors';
+import { silentLogger } from '../log';
+import type { OciSpec } from '../oci/spec';
+import { Reaper } from '../process/reaper';
+import { Container, type ContainerDeps } from './container';
+import { FakeRuntime } from './fake-runtime.testing';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'container-test-'));
+const reaper = new Reaper(silentLogger);
+// Exits arrive on SIGCHLD, which does not hold the event loop open (the agent's server does): hold it here.
+let keepAlive: NodeJS.Timeout;
+before(() => {
+  reaper.start();
+  keepAlive = setInterval(() => {}, 1000);
+});
+after(() => {
+  clearInterval(keepAlive);
+  reaper.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const isKind = (kind: string, message?: RegExp) => (err: unknown) => {
+  assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
+  assert.equal(err.kind, kind, err.message);
+  if (message) assert.match(err.message, message);
+  return true;
+};
+
+let seq = 0;
+function setup(): { runtime: FakeRuntime; deps: ContainerDeps; bundle: string; id: string } {
+  const runtime = new FakeRuntime(reaper);
+  const id = `c${++seq}`;
+  return { runtime, deps: { runtime, reaper, log: silentLogger, outputBufferBytes: 64 * 1024 }, bundle: path.join(tmp, id), id };
+}
+
+const spec = (args: string[]): OciSpec => ({ ociVersion: '1.0.2', process: { args, cwd: '/' }, root: { path: '/' } });
+const proc = (args: string[], extra: Record<string, unknown> = {}) => JSON.stringify({ args, cwd: '/', ...extra });
+
+function alive(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve(): void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe('Container (fake runtime, real processes)', () => {
+  it('creates, starts, execs, waits, reads output and removes', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    assert.equal(c.state, 'created');
+    assert.ok(c.init.pid && alive(c.init.pid));
+    await c.start();
+    assert.equal(c.state, 'running');
+
+    const p = await c.exec('e1', proc(['sh', '-c', 'echo hello; echo oops >&2; exit 3']));
+    assert.ok(p.pid! > 0);
+    const status = await c.wait('e1', AbortSignal.timeout(5000));
+    assert.deepEqual([status.code, status.signal], [3, null]);
+    assert.equal((await c.readOutput('e1', 'stdout', 100)).toString(), 'hello\n');
+    assert.equal((await c.readOutput('e1', 'stderr', 100)).toString(), 'oops\n');
+
+    const initPid = c.init.pid!;
+    await c.remove(5);
+    assert.equal(alive(initPid), false);
+    assert.equal(c.init.status?.signal, 9);
+    assert.deepEqual(runtime.calls.map((x) => x.method), ['create', 'start', 'exec', 'delete']);
+    assert.equal(fs.existsSync(bundle), false, 'bundle removed');
+  });
+
+  it('remove refuses new exec/start/pause/resume at once, and kills an exec that was in flight', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    await c.start();
+    const held = deferred();
+    runtime.onCall = (call) => (call.method === 'exec' && call.execId === 'slow' ? held.promise : undefined);
+    const slow = c.exec('slow', proc(['sleep', '30']));
+    const slowResult = slow.then(() => 'started', (e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(runtime.calls.at(-1)?.execId, 'slow', 'the exec is in the runtime');
+
+    const removing = c.remove(5);
+    let removed = false;
+    void removing.then(() => (removed = true));
+    assert.equal(c.state, 'running', 'still running while being removed');
+    await assert.rejects(c.exec('late', proc(['true'])), isKind('failed-precondition', /being removed/));
+    await assert.rejects(c.pause(), isKind('failed-precondition', /being removed/));
+    await assert.rejects(c.resume(), isKind('failed-precondition', /being removed/));
+    await assert.rejects(c.start(), isKind('failed-precondition', /being removed/));
+    assert.equal(runtime.calls.some((x) => x.execId === 'late'), false, 'the refused exec never reached the runtime');
+
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(removed, false, 'remove waits for the exec in flight');
+    held.resolve();
+    await removing;
+    const err = await slowResult;
+    assert.ok(err instanceof AgentError && err.kind === 'failed-precondition', `the in-flight exec failed: ${String(err)}`);
+    const slowPid = runtime.pids.get(id)!.at(-1)!;
+    assert.equal(alive(slowPid), false, 'the process the in-flight exec started was killed');
+    assert.equal(runtime.calls.at(-1)?.method, 'delete');
+  });
+
+  it('concurrent removes share one removal', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    await Promise.all([c.remove(5), c.remove(5)]);
+    assert.equal(runtime.calls.filter((x) => x.method === 'delete').length, 1);
+  });
+
+  it('a failing create deletes what the runtime made and removes the bundle', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    runtime.onCall = (call) => {
+      if (call.method === 'create') throw new AgentError('failed-precondition', 'fake create failed');
+    };
+    await assert.rejects(Container.create(id, id, bundle, spec(['sleep', '30']), false, deps), isKind('failed-precondition', /fake create failed/));
+    assert.deepEqual(runtime.calls.map((x) => x.method), ['create', 'delete']);
+    assert.equal(fs.existsSync(bundle), false);
+  });
+});
