@@ -2,7 +2,7 @@
 // version-free core that all protocol versions' handlers drive.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { alreadyExists, failedPrecondition, notFound } from '../errors';
+import { AgentError, alreadyExists, describe, failedPrecondition, notFound } from '../errors';
 import type { Logger } from '../log';
 import { requireGuestInit, requireNamespace } from '../machine';
 import { native } from '../../native/native';
@@ -11,6 +11,7 @@ import { StorageManager, type Mounter, type StorageSpec } from '../storage';
 import type { BlockLookup } from '../storage/block';
 import { validateId } from '../validate';
 import { Container, type ContainerDeps } from './container';
+import { RESOLV_CONF_DESTINATION, resolvConfFromDns } from './dns';
 
 export interface SandboxOptions {
   stateDir: string;
@@ -46,6 +47,8 @@ export class Sandbox {
   /** A CreateSandbox is under way (it awaits mounts): a concurrent one is refused. */
   private sandboxCreating = false;
   id: string | null = null;
+  /** CreateSandbox named DNS servers: containers get the sandbox resolv.conf. */
+  private dnsGiven = false;
   /** Storages of the sandbox and its containers, reference-counted by mount point. */
   readonly storage: StorageManager;
 
@@ -78,6 +81,7 @@ export class Sandbox {
     if (req.kernelModules.length > 0) requireGuestInit('loading kernel modules');
     if (req.hostname !== '') requireNamespace('uts', `setting the hostname to ${req.hostname}`);
     for (const m of req.kernelModules) validateId('kernel module name', m.name);
+    const resolvConf = resolvConfFromDns(req.dns);
     // Modules first: a storage may need one (9p, virtiofs). A loaded module stays loaded.
     if (req.kernelModules.length > 0) {
       if (!this.options.kernelModules) throw failedPrecondition('this agent cannot load kernel modules');
@@ -87,14 +91,14 @@ export class Sandbox {
     await this.storage.acquire(SANDBOX_OWNER, req.storages, 'storages');
     try {
       if (req.hostname !== '') native.sethostname(req.hostname);
-      const dir = path.join(this.options.stateDir, 'sandbox');
-      await fs.mkdir(dir, { recursive: true });
-      await fs.writeFile(path.join(dir, 'resolv.conf'), req.dns.map((l) => `${l}\n`).join(''));
+      await fs.mkdir(path.dirname(this.resolvConfPath), { recursive: true });
+      await fs.writeFile(this.resolvConfPath, resolvConf, { mode: 0o644 });
     } catch (err) {
       await this.storage.release(SANDBOX_OWNER).catch((e: unknown) => this.log.error({ err: e }, 'unmounting sandbox storages failed'));
       throw err;
     }
     this.id = req.sandboxId || 'sandbox';
+    this.dnsGiven = req.dns.length > 0;
     this.log.info({ sandbox: this.id, hostname: req.hostname, storages: req.storages.length }, 'sandbox created');
   }
 
@@ -106,6 +110,7 @@ export class Sandbox {
     for (const id of [...this.containers.keys()]) await this.removeContainer(id, 0);
     await this.storage.releaseAll();
     this.id = null;
+    this.dnsGiven = false;
   }
 
   /**
@@ -117,7 +122,17 @@ export class Sandbox {
     validateId('container id', id);
     if (initExecId !== '') validateId('exec id', initExecId);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
-    const { spec, terminal } = prepareSpec(specJson, this.options.sharedDir);
+    const resolvConf = { source: this.resolvConfPath, destination: RESOLV_CONF_DESTINATION };
+    const { spec, terminal } = prepareSpec(specJson, this.options.sharedDir, [resolvConf]);
+    // DNS reaches containers as in Kata: the sandbox resolv.conf, bind-mounted
+    // read-only at /etc/resolv.conf. A spec may name it itself (a bind of
+    // exactly that source to /etc/resolv.conf passes the shared-dir check);
+    // a spec that mounts nothing at /etc/resolv.conf gets it added when
+    // CreateSandbox gave dns lines. A spec with its own /etc/resolv.conf
+    // mount keeps it: the client chose.
+    if (this.dnsGiven && !(spec.mounts ?? []).some((m) => path.posix.normalize(m.destination) === RESOLV_CONF_DESTINATION)) {
+      spec.mounts = [...(spec.mounts ?? []), { ...resolvConf, type: 'bind', options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] }];
+    }
     this.creating.add(id);
     try {
       await this.storage.acquire(containerOwner(id), storages, 'storages');
@@ -153,7 +168,7 @@ export class Sandbox {
     try {
       await c.remove(timeoutSeconds);
     } catch (err) {
-      throw failedPrecondition(`removing container ${id} failed: ${(err as Error).message}`, err);
+      throw withContext(err, `removing container ${id} failed`);
     }
     this.containers.delete(id);
     this.log.info({ container: id }, 'container removed');
@@ -161,7 +176,22 @@ export class Sandbox {
     try {
       await this.storage.release(containerOwner(id));
     } catch (err) {
-      throw failedPrecondition(`container ${id} was removed but its storages were not all unmounted: ${(err as Error).message}`, err);
+      throw withContext(err, `container ${id} was removed but its storages were not all unmounted`);
     }
   }
+
+  /** The sandbox resolv.conf (written by create()); containers bind-mount it. */
+  get resolvConfPath(): string {
+    return path.join(this.options.stateDir, 'sandbox', 'resolv.conf');
+  }
+}
+
+/**
+ * `what` prefixed to the error's message. A typed error keeps its kind (the
+ * runtime's not-found, a timeout, ...); anything else is a failed precondition.
+ */
+function withContext(err: unknown, what: string): AgentError {
+  const message = `${what}: ${describe(err)}`;
+  if (err instanceof AgentError) return new AgentError(err.kind, message, { cause: err });
+  return failedPrecondition(message, err);
 }

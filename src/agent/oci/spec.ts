@@ -1,5 +1,6 @@
 // Checks on the OCI spec and process objects a client sends, and the few
 // rewrites the agent makes before handing them to the runtime.
+import path from 'node:path';
 import { invalidArgument } from '../errors';
 import { resolveWithin } from '../validate';
 
@@ -67,13 +68,24 @@ export function checkProcess(what: string, value: unknown, defaults: { env?: str
   };
 }
 
+/** A bind mount the agent itself provides: exactly this source at exactly this destination. */
+export interface AgentBind {
+  source: string;
+  destination: string;
+}
+
 /**
  * Parses a container spec and prepares it for the runtime: the root file
- * system and bind-mount sources must lie inside `sharedDir`; the terminal is
- * handed over as a pass-through pty, so `terminal` becomes false in the
- * bundle and is returned separately.
+ * system and bind-mount sources must lie inside `sharedDir`, except the
+ * agent's own files named in `agentBinds` (the sandbox resolv.conf); the
+ * terminal is handed over as a pass-through pty, so `terminal` becomes false
+ * in the bundle and is returned separately.
  */
-export function prepareSpec(text: string, sharedDir: string): { spec: OciSpec; terminal: boolean } {
+export function prepareSpec(
+  text: string,
+  sharedDir: string,
+  agentBinds: readonly AgentBind[] = [],
+): { spec: OciSpec; terminal: boolean } {
   const raw = parseJson('oci_spec_json', text);
   if (!isObject(raw)) throw invalidArgument('oci_spec_json must be a JSON object');
   if (typeof raw.ociVersion !== 'string') throw invalidArgument('oci_spec_json.ociVersion must be a string');
@@ -82,7 +94,7 @@ export function prepareSpec(text: string, sharedDir: string): { spec: OciSpec; t
     throw invalidArgument('oci_spec_json.root.path must be a string');
   }
   const rootPath = resolveWithin(sharedDir, raw.root.path, 'oci_spec_json.root.path');
-  const mounts = raw.mounts === undefined ? undefined : checkMounts(raw.mounts, sharedDir);
+  const mounts = raw.mounts === undefined ? undefined : checkMounts(raw.mounts, sharedDir, agentBinds);
   const terminal = process.terminal === true;
   const spec: OciSpec = {
     ...raw,
@@ -99,7 +111,7 @@ export function parseProcess(text: string, defaults: { env?: string[] }): { proc
   return { process: { ...process, terminal: false }, terminal: process.terminal === true };
 }
 
-function checkMounts(value: unknown, sharedDir: string): OciMount[] {
+function checkMounts(value: unknown, sharedDir: string, agentBinds: readonly AgentBind[]): OciMount[] {
   if (!Array.isArray(value)) throw invalidArgument('oci_spec_json.mounts must be an array');
   return value.map((m, i) => {
     const what = `oci_spec_json.mounts[${i}]`;
@@ -110,6 +122,8 @@ function checkMounts(value: unknown, sharedDir: string): OciMount[] {
     const isBind = m.type === 'bind' || options.includes('bind') || options.includes('rbind');
     if (!isBind) return m as unknown as OciMount;
     if (typeof m.source !== 'string') throw invalidArgument(`${what}.source is required for a bind mount`);
+    const destination = path.posix.normalize(m.destination);
+    if (agentBinds.some((b) => b.source === m.source && b.destination === destination)) return m as unknown as OciMount;
     return { ...(m as unknown as OciMount), source: resolveWithin(sharedDir, m.source, `${what}.source`) };
   });
 }
