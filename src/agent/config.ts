@@ -8,6 +8,7 @@
 // take every workload with it — so a bad value is reported as a problem and
 // the option keeps its default (or its earlier source's value).
 import fs from 'node:fs';
+import { excerpt } from './errors';
 import { parseAddress } from './server/address';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -26,6 +27,7 @@ export interface AgentConfig {
   kernelModules: string[];
   logVport: number;
   policy: string;
+  guestHooksDir: string;
 }
 
 type Kind = 'string' | 'path' | 'int' | 'list' | 'addresses' | 'modules' | 'level';
@@ -86,6 +88,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'also send the logs to the host over vsock, to this port of CID 2 (0: console only)' },
   { key: 'policy', name: 'policy', kind: 'path', default: DEFAULT_POLICY_FILE,
     help: 'the agent policy file (JSON: which RPCs and container features are allowed); the default is used only where it exists' },
+  { key: 'guestHooksDir', name: 'guest_hooks_dir', kind: 'path', default: '/etc/agent/hooks',
+    help: 'the image\'s OCI hooks: executables in DIR/<stage>/ (prestart, createRuntime, poststart, ...) run for every container; spec hooks are refused' },
   { key: 'cmdlinePath', name: 'cmdline_path', kind: 'path', default: '/proc/cmdline',
     help: 'kernel command line to read agent.* options from' },
 ];
@@ -153,11 +157,8 @@ export const flagName = (spec: OptionSpec) => `--${spec.name.replace(/_/g, '-')}
 const envName = (spec: OptionSpec) => `KATA_AGENT_${spec.name.toUpperCase()}`;
 const kernelKey = (spec: OptionSpec) => `agent.${spec.name}`;
 
-/** What an error message may show of a refused value: short and printable. */
-function shown(raw: string): string {
-  const printable = raw.replace(/[^\x20-\x7e]/g, '?');
-  return JSON.stringify(printable.length > 80 ? `${printable.slice(0, 80)}...` : printable);
-}
+/** What an error message may show of a refused value: short and printable (errors.ts excerpt). */
+const shown = (raw: string) => excerpt(raw, 80);
 
 function parseValue(spec: OptionSpec, raw: string, source: string): AgentConfig[keyof AgentConfig] {
   const bad = (why: string) => new ConfigError(`${source}: ${spec.name}=${shown(raw)} ${why}`);
@@ -281,7 +282,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, opti
     if (!key.startsWith('agent.') || known.has(key) || INITRAMFS_KEYS.has(key)) continue;
     const reason = KATA_KEYS_IGNORED[key];
     if (reason) parsed.ignoredKeys.push({ key, reason });
-    else parsed.unknownKeys.push(shown(key).slice(1, -1));
+    else parsed.unknownKeys.push(excerpt(key, 80, { quote: false }));
   }
   const envKeys = new Set(OPTIONS.map(envName));
   for (const key of Object.keys(env)) {

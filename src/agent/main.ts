@@ -90,8 +90,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     log,
   );
   const sandbox = new Sandbox(
-    { stateDir: config.stateDir, sharedDir: config.sharedDir, kernelModules },
-    { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes },
+    { stateDir: config.stateDir, sharedDir: config.sharedDir, kernelModules, policy, guestHooksDir: config.guestHooksDir },
+    { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes, policy },
     log,
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));

@@ -169,9 +169,9 @@ describe('container lifecycle', () => {
   });
 
   it('undoes a create that fails half-way', async () => {
-    const spec = containerSpec({ rootPath: 'busybox', args: ['/no/such/binary'] });
-    // crun creates the container; the exec of a missing binary fails at start.
-    spec.linux = { ...(spec.linux as object), namespaces: [{ type: 'bogus' }] };
+    const spec = containerSpec({ rootPath: 'busybox', args: ['true'] });
+    // The agent's checks pass it; crun refuses it while creating the container.
+    (spec.process as Record<string, unknown>).rlimits = [{ type: 'RLIMIT_BOGUS', hard: 1, soft: 1 }];
     await assert.rejects(client.v1('CreateContainer', { container_id: 'broken', oci_spec_json: JSON.stringify(spec) }), {
       code: grpc.status.FAILED_PRECONDITION,
     });

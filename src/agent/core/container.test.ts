@@ -121,6 +121,22 @@ describe('Container (fake runtime, real processes)', () => {
     assert.equal(runtime.calls.filter((x) => x.method === 'delete').length, 1);
   });
 
+  it('remove succeeds when the runtime no longer knows the container; other delete failures still fail it', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    runtime.onCall = (call) => {
+      if (call.method === 'delete') throw new AgentError('not-found', `container ${id} does not exist`);
+    };
+    await c.remove(5);
+    assert.equal(fs.existsSync(bundle), false, 'removed all the same');
+    const other = setup();
+    const d = await Container.create(other.id, other.id, other.bundle, spec(['sleep', '30']), false, other.deps);
+    other.runtime.onCall = (call) => {
+      if (call.method === 'delete') throw new AgentError('failed-precondition', 'crun delete: device busy');
+    };
+    await assert.rejects(d.remove(5), isKind('failed-precondition', /device busy/));
+  });
+
   it('a failing create deletes what the runtime made and removes the bundle', async () => {
     const { runtime, deps, bundle, id } = setup();
     runtime.onCall = (call) => {

@@ -1,9 +1,10 @@
 // One container: its bundle, its init process and its exec'd processes.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors';
+import { AgentError, alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
 import { parseProcess, type OciSpec } from '../oci/spec';
+import type { Policy } from '../policy/policy';
 import { ContainerProcess } from '../process/container-process';
 import type { ExitStatus } from '../process/exit-status';
 import { ProcessIO } from '../process/process-io';
@@ -19,6 +20,8 @@ export interface ContainerDeps {
   reaper: Reaper;
   log: Logger;
   outputBufferBytes: number;
+  /** The operator's policy: which processes may be exec'd (none: any). */
+  policy?: Policy;
 }
 
 export class Container {
@@ -91,7 +94,7 @@ export class Container {
     if (execId === this.init.execId || this.execs.has(execId)) {
       throw alreadyExists(`exec id ${execId} is already used in container ${this.id}`);
     }
-    const { process: ociProcess, terminal } = parseProcess(processJson, { env: this.spec.process.env });
+    const { process: ociProcess, terminal } = parseProcess(processJson, { env: this.spec.process.env }, { containerId: this.id, policy: this.deps.policy });
     const io = terminal ? ProcessIO.terminal(this.deps.outputBufferBytes) : ProcessIO.pipes(this.deps.outputBufferBytes);
     const proc = new ContainerProcess(this.id, execId, io);
     // Reserve the id while the runtime works, so a concurrent duplicate is refused.
@@ -132,6 +135,11 @@ export class Container {
     if (this.removing) {
       throw failedPrecondition(`container ${this.id} is being removed; cannot ${what} (create a new container instead)`);
     }
+  }
+
+  /** Pids of the container's processes that still run (whose namespaces a sibling container may join). */
+  runningPids(): number[] {
+    return [this.init, ...this.execs.values()].filter((p) => p.isRunning).map((p) => p.pid!);
   }
 
   /** The init process for an empty exec id, else the exec'd process. */
@@ -266,7 +274,15 @@ export class Container {
     for (const p of running) process.kill(p.pid!, 'SIGKILL');
     const exits = running.map((p) => p.exited()!);
     await abortable(Promise.all(exits), deadline, `stop of container ${this.id}`);
-    await this.deps.runtime.delete(this.id);
+    await this.deps.runtime.delete(this.id).catch((err: unknown) => {
+      // The runtime has no such container (its state was lost, or it never got that far):
+      // there is nothing left to delete, and refusing would leave the container listed for ever.
+      if (err instanceof AgentError && err.kind === 'not-found') {
+        this.deps.log.warn({ container: this.id, err }, 'the runtime no longer knows the container; removing it anyway');
+        return;
+      }
+      throw err;
+    });
     for (const p of [this.init, ...this.execs.values()]) p.io.close();
     this.execs.clear();
     await fs.rm(this.bundle, { recursive: true, force: true });

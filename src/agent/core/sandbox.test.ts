@@ -59,6 +59,7 @@ function specJson(sharedDir: string, more: Record<string, unknown> = {}): string
     ociVersion: '1.0.2',
     process: { args: ['sleep', '30'], cwd: '/' },
     root: { path: path.join(sharedDir, 'rootfs') },
+    linux: { namespaces: [{ type: 'mount' }, { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }] },
     ...more,
   });
 }

@@ -7,6 +7,8 @@ import type { Logger } from '../log';
 import { requireGuestInit, requireNamespace } from '../machine';
 import { native } from '../../native/native';
 import { prepareSpec } from '../oci/spec';
+import { NO_POLICY, type Policy } from '../policy/policy';
+import { checkStorage } from '../policy/rules';
 import { StorageManager, type Mounter, type StorageSpec } from '../storage';
 import type { BlockLookup } from '../storage/block';
 import { validateId } from '../validate';
@@ -20,6 +22,10 @@ export interface SandboxOptions {
   storage?: { mounter?: Mounter; blockLookup?: BlockLookup };
   /** Loads kernel modules by name (pid1/kernel-modules.ts). */
   kernelModules?: { load(modules: readonly KernelModuleRequest[]): void };
+  /** The operator's policy: container features and storages it allows (none: the agent's own checks only). */
+  policy?: Policy;
+  /** The image's OCI hooks directory (agent.guest_hooks_dir), or null. */
+  guestHooksDir?: string | null;
 }
 
 export interface KernelModuleRequest {
@@ -88,6 +94,7 @@ export class Sandbox {
       this.options.kernelModules.load(req.kernelModules);
     }
     // All or nothing: storages first (acquire validates them all before mounting any), undone if a later step fails.
+    this.checkStorages(req.storages);
     await this.storage.acquire(SANDBOX_OWNER, req.storages, 'storages');
     try {
       if (req.hostname !== '') native.sethostname(req.hostname);
@@ -123,7 +130,15 @@ export class Sandbox {
     if (initExecId !== '') validateId('exec id', initExecId);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
     const resolvConf = { source: this.resolvConfPath, destination: RESOLV_CONF_DESTINATION };
-    const { spec, terminal } = prepareSpec(specJson, this.options.sharedDir, [resolvConf]);
+    const { spec, terminal } = prepareSpec(specJson, {
+      containerId: id,
+      sharedDir: this.options.sharedDir,
+      agentBinds: [resolvConf],
+      policy: this.policy,
+      joinablePids: () => this.list().flatMap((c) => c.runningPids()),
+      guestHooksDir: this.options.guestHooksDir ?? null,
+    });
+    this.checkStorages(storages);
     // DNS reaches containers as in Kata: the sandbox resolv.conf, bind-mounted
     // read-only at /etc/resolv.conf. A spec may name it itself (a bind of
     // exactly that source to /etc/resolv.conf passes the shared-dir check);
@@ -178,6 +193,15 @@ export class Sandbox {
     } catch (err) {
       throw withContext(err, `container ${id} was removed but its storages were not all unmounted`);
     }
+  }
+
+  private get policy(): Policy {
+    return this.options.policy ?? NO_POLICY;
+  }
+
+  /** The policy's storage rules, before anything is mounted. */
+  private checkStorages(storages: readonly StorageSpec[]): void {
+    for (const s of storages) checkStorage(this.policy, s.driver, path.resolve(this.options.sharedDir, s.mountPoint));
   }
 
   /** The sandbox resolv.conf (written by create()); containers bind-mount it. */

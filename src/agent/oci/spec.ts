@@ -1,8 +1,20 @@
 // Checks on the OCI spec and process objects a client sends, and the few
-// rewrites the agent makes before handing them to the runtime.
+// rewrites the agent makes before handing them to the runtime. Every field
+// that names a path of the guest, a namespace, a hook or a privilege is
+// decided in one of the spec-*.ts modules; this one puts them together.
+// Fields not named there are passed to the runtime as they are: they act
+// inside the container.
 import path from 'node:path';
 import { invalidArgument } from '../errors';
+import { NO_POLICY, type Policy } from '../policy/policy';
+import { checkExec } from '../policy/rules';
 import { resolveWithin } from '../validate';
+import { guestHooks, refuseSpecHooks, type OciHooks } from './spec-hooks';
+import { checkMounts, type OciMount } from './spec-mounts';
+import { checkNamespaces } from './spec-namespaces';
+import { checkCapabilities, checkLinux } from './spec-privileges';
+
+export type { OciMount } from './spec-mounts';
 
 export interface OciProcess {
   terminal?: boolean;
@@ -14,19 +26,13 @@ export interface OciProcess {
   [key: string]: unknown;
 }
 
-export interface OciMount {
-  destination: string;
-  type?: string;
-  source?: string;
-  options?: string[];
-}
-
 export interface OciSpec {
   ociVersion: string;
   process: OciProcess;
   root: { path: string; readonly?: boolean };
   hostname?: string;
   mounts?: OciMount[];
+  hooks?: OciHooks;
   linux?: Record<string, unknown>;
   [key: string]: unknown;
 }
@@ -74,56 +80,82 @@ export interface AgentBind {
   destination: string;
 }
 
+/** What a spec is checked against. */
+export interface SpecContext {
+  containerId: string;
+  /** The root that root.path, bind sources and overlay layers must stay inside. */
+  sharedDir: string;
+  /** The agent's own files a spec may bind (the sandbox resolv.conf). */
+  agentBinds?: readonly AgentBind[];
+  policy?: Policy;
+  /** Pids of the sandbox's running container processes, whose namespaces a spec may join. */
+  joinablePids?: () => readonly number[];
+  /** The image's hooks directory (agent.guest_hooks_dir); null for none. */
+  guestHooksDir?: string | null;
+}
+
 /**
- * Parses a container spec and prepares it for the runtime: the root file
- * system and bind-mount sources must lie inside `sharedDir`, except the
- * agent's own files named in `agentBinds` (the sandbox resolv.conf); the
+ * Parses a container spec and prepares it for the runtime: paths inside the
+ * shared dir (except the agent's own files named in `agentBinds`), no spec
+ * hooks (the image's guest hooks instead), namespaces joined only from the
+ * sandbox's containers, privileged features only as the policy allows. The
  * terminal is handed over as a pass-through pty, so `terminal` becomes false
  * in the bundle and is returned separately.
  */
-export function prepareSpec(
-  text: string,
-  sharedDir: string,
-  agentBinds: readonly AgentBind[] = [],
-): { spec: OciSpec; terminal: boolean } {
+export function prepareSpec(text: string, ctx: SpecContext): { spec: OciSpec; terminal: boolean } {
+  const policy = ctx.policy ?? NO_POLICY;
   const raw = parseJson('oci_spec_json', text);
   if (!isObject(raw)) throw invalidArgument('oci_spec_json must be a JSON object');
   if (typeof raw.ociVersion !== 'string') throw invalidArgument('oci_spec_json.ociVersion must be a string');
   const process = checkProcess('oci_spec_json.process', raw.process);
+  checkCapabilities('oci_spec_json.process', process.capabilities, ctx.containerId, policy);
   if (!isObject(raw.root) || typeof raw.root.path !== 'string') {
     throw invalidArgument('oci_spec_json.root.path must be a string');
   }
-  const rootPath = resolveWithin(sharedDir, raw.root.path, 'oci_spec_json.root.path');
-  const mounts = raw.mounts === undefined ? undefined : checkMounts(raw.mounts, sharedDir, agentBinds);
+  const rootPath = resolveWithin(ctx.sharedDir, raw.root.path, 'oci_spec_json.root.path');
+  refuseSpecHooks(raw.hooks);
+  const agentBinds = ctx.agentBinds ?? [];
+  const mounts = raw.mounts === undefined ? undefined : checkMounts(raw.mounts, {
+    privileged: policy.containers.privileged,
+    resolveSource: (source, what) => resolveWithin(ctx.sharedDir, source, what),
+    agentBind: (source, destination) => agentBinds.some((b) => b.source === source && b.destination === path.posix.normalize(destination)),
+  });
+  if (raw.linux !== undefined && !isObject(raw.linux)) throw invalidArgument('oci_spec_json.linux must be an object');
+  const linuxIn = (raw.linux as Record<string, unknown> | undefined) ?? {};
+  const namespaces = checkNamespaces(linuxIn.namespaces ?? [], {
+    containerId: ctx.containerId,
+    policy,
+    joinablePids: ctx.joinablePids ?? (() => []),
+  });
+  const linux = checkLinux({ ...linuxIn, namespaces }, {
+    containerId: ctx.containerId,
+    policy,
+    ownNamespaces: new Set(namespaces.map((n) => n.type)),
+  });
+  const hooks = guestHooks(ctx.guestHooksDir ?? null);
+  const { hooks: _refused, ...rest } = raw;
   const terminal = process.terminal === true;
   const spec: OciSpec = {
-    ...raw,
+    ...rest,
     ociVersion: raw.ociVersion,
     process: { ...process, terminal: false },
     root: { ...raw.root, path: rootPath },
     ...(mounts ? { mounts } : {}),
+    linux,
+    ...(hooks ? { hooks } : {}),
   } as OciSpec;
   return { spec, terminal };
 }
 
-export function parseProcess(text: string, defaults: { env?: string[] }): { process: OciProcess; terminal: boolean } {
+/** An exec'd process: the same process checks as an init, its capabilities, and the policy's exec rules. */
+export function parseProcess(
+  text: string,
+  defaults: { env?: string[] },
+  ctx: { containerId: string; policy?: Policy } = { containerId: '' },
+): { process: OciProcess; terminal: boolean } {
+  const policy = ctx.policy ?? NO_POLICY;
   const process = checkProcess('oci_process_json', parseJson('oci_process_json', text), defaults);
+  checkCapabilities('oci_process_json', process.capabilities, ctx.containerId, policy);
+  checkExec(policy, process.args[0]!, ctx.containerId);
   return { process: { ...process, terminal: false }, terminal: process.terminal === true };
-}
-
-function checkMounts(value: unknown, sharedDir: string, agentBinds: readonly AgentBind[]): OciMount[] {
-  if (!Array.isArray(value)) throw invalidArgument('oci_spec_json.mounts must be an array');
-  return value.map((m, i) => {
-    const what = `oci_spec_json.mounts[${i}]`;
-    if (!isObject(m) || typeof m.destination !== 'string' || !m.destination.startsWith('/')) {
-      throw invalidArgument(`${what}.destination must be an absolute path`);
-    }
-    const options = Array.isArray(m.options) ? (m.options as string[]) : [];
-    const isBind = m.type === 'bind' || options.includes('bind') || options.includes('rbind');
-    if (!isBind) return m as unknown as OciMount;
-    if (typeof m.source !== 'string') throw invalidArgument(`${what}.source is required for a bind mount`);
-    const destination = path.posix.normalize(m.destination);
-    if (agentBinds.some((b) => b.source === m.source && b.destination === destination)) return m as unknown as OciMount;
-    return { ...(m as unknown as OciMount), source: resolveWithin(sharedDir, m.source, `${what}.source`) };
-  });
 }

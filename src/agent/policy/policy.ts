@@ -14,8 +14,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { AgentError } from '../errors';
 
-/** Namespaces a container spec may leave out, sharing the guest's (the agent's) own. */
-export const SHAREABLE_NAMESPACES = ['network', 'cgroup', 'pid', 'ipc', 'uts', 'user', 'time'] as const;
+/**
+ * Namespaces a container spec may leave out, sharing the guest's (the
+ * agent's) own. A container without a user or time namespace is the common
+ * case and shares nothing of the agent's that these guard; without a mount
+ * namespace it would change the agent's own mounts, which no policy allows.
+ */
+export const SHAREABLE_NAMESPACES = ['network', 'cgroup', 'pid', 'ipc', 'uts'] as const;
 export type ShareableNamespace = (typeof SHAREABLE_NAMESPACES)[number];
 
 export interface RpcRule {
