@@ -80,6 +80,7 @@ function buildRootTree(kernel, table, agentDir) {
   writeFileSync(path.join(root, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
   // The agent's default policy (agent.policy= names another; docs/security.md).
   copyInto(root, path.join(repo, 'rootfs', 'policy', 'default.json'), '/etc/agent/policy.json');
+  copyInto(root, path.join(repo, 'rootfs', 'policy', 'allow-all.json'), '/etc/agent/policy-allow-all.json');
   symlinkSync('/proc/self/mounts', path.join(root, 'etc/mtab'));
   // The sandbox's DNS settings are written under /run (the root is read-only).
   symlinkSync('/run/agent/sandbox/resolv.conf', path.join(root, 'etc/resolv.conf'));

@@ -3,9 +3,18 @@
 // and serve on whatever channel the VM has — never exit (the kernel would
 // panic: the console is read for "Kernel panic").
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
-import { KERNEL_ARGS, startVm, type Vm } from '../../build/vm';
+import * as grpc from '@grpc/grpc-js';
+import { KERNEL_ARGS, REPO, SHARE_TAG, startVm, type Vm } from '../../build/vm';
 import { AgentClient } from '../../src/client/client';
+import { makeBusyboxRootfs } from '../helpers/rootfs';
+import { containerSpec } from '../helpers/spec';
+
+const SHARED_IN_GUEST = '/run/kata-containers/shared/containers';
 
 /** The announce line the agent logged on the console, parsed. */
 function announce(vm: Vm): Record<string, unknown> {
@@ -36,7 +45,9 @@ async function destroyAndExpectPowerOff(vm: Vm, client: AgentClient): Promise<vo
 describe('the image booted by another launcher', () => {
   it("serves over the serial port with a minimal Kata-style command line, honouring Kata's agent.log=debug", async () => {
     // No agent.kernel_modules, none of our boot options: the image's own defaults must do.
-    const vm = await startVm({ cmdline: ['console=ttyS0', 'panic=-1', 'agent.log=debug'] });
+    const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'foreign-shared-'));
+    makeBusyboxRootfs(path.join(shared, 'busybox'));
+    const vm = await startVm({ cmdline: ['console=ttyS0', 'panic=-1', 'agent.log=debug'], sharedDir: shared });
     try {
       await vm.waitForConsole(/"msg":"announce"/, 120_000);
       const client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
@@ -50,9 +61,22 @@ describe('the image booted by another launcher', () => {
       assert.ok(agentLogs(vm).some((l) => l.level === 20), 'debug lines are logged');
       const ifs = await client.v1('ListInterfaces', {});
       assert.ok(ifs.interfaces.some((i) => i.name === 'lo'));
+
+      // The image's default policy is loaded and enforced.
+      const policy = client.agent.policy!;
+      assert.equal(policy.loaded, true);
+      assert.equal(policy.source, '/etc/agent/policy.json');
+      const expected = `sha256:${crypto.createHash('sha256').update(fs.readFileSync(path.join(REPO, 'rootfs', 'policy', 'default.json'))).digest('hex')}`;
+      assert.equal(policy.digest, expected);
+      await client.v1('CreateSandbox', { sandbox_id: 'pol', storages: [{ driver: '9p', source: SHARE_TAG, fstype: '9p', options: [], mount_point: SHARED_IN_GUEST }] });
+      const spec = containerSpec({ rootPath: 'busybox', args: ['sleep', '100'] }) as { linux: { namespaces: Array<{ type: string }> } };
+      spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'pid');
+      await assert.rejects(client.v1('CreateContainer', { container_id: 'hostpid', oci_spec_json: JSON.stringify(spec) }), (err: grpc.ServiceError) =>
+        err.code === grpc.status.PERMISSION_DENIED && /guest's pid namespace.*\/etc\/agent\/policy\.json, rule containers\.host_namespaces/.test(err.details));
       await destroyAndExpectPowerOff(vm, client);
     } finally {
       await vm.stop();
+      fs.rmSync(shared, { recursive: true, force: true });
     }
   });
 

@@ -52,7 +52,13 @@ describe('agent as PID 1 in a QEMU guest', () => {
     execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'root_owner=0:0', '-d', data, disk, '8M']);
     fs.rmSync(data, { recursive: true });
     // No host listens on the log port here (no vhost-vsock): the agent must say so and carry on.
-    vm = await startVm({ sharedDir: shared, network: true, disks: [disk], kernelArgs: ['agent.log_level=debug', 'agent.log_vport=1025'] });
+    // The image's allow-all policy: these tests reach guest-wide behaviour on purpose (an orphan
+    // re-parented to PID 1 needs a container in the guest's pid namespace). The default policy is
+    // tested in foreign-boot.test.ts.
+    vm = await startVm({
+      sharedDir: shared, network: true, disks: [disk],
+      kernelArgs: ['agent.log_level=debug', 'agent.log_vport=1025', 'agent.policy=/etc/agent/policy-allow-all.json'],
+    });
     await vm.waitForConsole(/"msg":"announce"/, 90_000);
     client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
   });

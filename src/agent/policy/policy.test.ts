@@ -56,11 +56,14 @@ describe('policy file', () => {
     assert.throws(() => parsePolicy(Buffer.from('{'), 'bad.json'), /bad\.json is not valid JSON/);
   });
 
-  it('the image\'s default policy parses', () => {
+  it('the image\'s policies parse: the default and the allow-all one for debugging', () => {
     const file = path.join(REPO, 'rootfs', 'policy', 'default.json');
     const p = parsePolicy(fs.readFileSync(file), file);
     assert.ok(p.containers.hostNamespaces.includes('network'), 'containers share the VM\'s network, as in Kata');
+    assert.ok(!p.containers.hostNamespaces.includes('pid'));
     assert.equal(p.containers.privileged, false);
+    const all = path.join(REPO, 'rootfs', 'policy', 'allow-all.json');
+    assert.equal(parsePolicy(fs.readFileSync(all), all).containers.privileged, true);
   });
 });
 
