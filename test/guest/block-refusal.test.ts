@@ -54,7 +54,8 @@ describe('block storages in the guest: the root disk is refused, an attached dis
     disk = `${data}.img`;
     execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'root_owner=0:0', '-d', data, disk, '8M']);
     fs.rmSync(data, { recursive: true });
-    vm = await startVm({ sharedDir: shared, disks: [disk], kernelArgs: ['agent.log_level=debug'] });
+    // The allow-all policy: one container here looks at the agent's mounts from the guest's pid namespace.
+    vm = await startVm({ sharedDir: shared, disks: [disk], kernelArgs: ['agent.log_level=debug', 'agent.policy=/etc/agent/policy-allow-all.json'] });
     await vm.waitForConsole(/"msg":"announce"/, 90_000);
     client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
   });
