@@ -2,15 +2,18 @@
 // used as a path component and a crun argument, so the pattern is strict.
 import fs from 'node:fs';
 import path from 'node:path';
-import { invalidArgument } from './errors';
+import { excerpt, invalidArgument } from './errors';
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** Linux's PATH_MAX (the terminating NUL included) and NAME_MAX, in bytes. */
+const PATH_MAX = 4096;
+const NAME_MAX = 255;
 
 /** Checks a container or exec id; `what` names it in the error. */
 export function validateId(what: string, id: string): string {
   if (!ID_PATTERN.test(id)) {
     throw invalidArgument(
-      `${what} ${JSON.stringify(id)} is invalid: use 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit`,
+      `${what} ${excerpt(id)} is invalid: use 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit`,
     );
   }
   return id;
@@ -24,16 +27,23 @@ export function validateId(what: string, id: string): string {
  */
 export function resolveWithin(root: string, userPath: string, what = 'path'): string {
   if (userPath === '' || userPath.includes('\0')) {
-    throw invalidArgument(`${what} ${JSON.stringify(userPath)} is empty or contains NUL`);
+    throw invalidArgument(`${what} ${excerpt(userPath)} is empty or contains NUL`);
+  }
+  // What the kernel would refuse with ENAMETOOLONG is the client's mistake, not a failed precondition.
+  const bytes = Buffer.byteLength(userPath);
+  if (bytes >= PATH_MAX) throw invalidArgument(`${what} ${excerpt(userPath)} is too long: ${bytes} bytes, at most ${PATH_MAX - 1}`);
+  const long = userPath.split('/').find((c) => Buffer.byteLength(c) > NAME_MAX);
+  if (long !== undefined) {
+    throw invalidArgument(`${what} ${excerpt(userPath)} has a name of ${Buffer.byteLength(long)} bytes: at most ${NAME_MAX}`);
   }
   if (userPath.split(/[\\/]+/).includes('..')) {
-    throw invalidArgument(`${what} ${JSON.stringify(userPath)} contains "..": paths may not climb out of ${root}`);
+    throw invalidArgument(`${what} ${excerpt(userPath)} contains "..": paths may not climb out of ${root}`);
   }
   const rootReal = fs.realpathSync(root);
   const candidate = path.isAbsolute(userPath) ? path.normalize(userPath) : path.join(root, userPath);
   const inside = isWithin(path.resolve(root), candidate) || isWithin(rootReal, candidate);
   if (!inside) {
-    throw invalidArgument(`${what} ${JSON.stringify(userPath)} is outside the allowed root ${root}`);
+    throw invalidArgument(`${what} ${excerpt(userPath)} is outside the allowed root ${root}`);
   }
   // Resolve symlinks on the longest existing prefix; the rest does not exist yet.
   let existing = candidate;
@@ -44,7 +54,7 @@ export function resolveWithin(root: string, userPath: string, what = 'path'): st
   }
   const resolved = path.join(fs.realpathSync(existing), ...rest);
   if (!isWithin(rootReal, resolved)) {
-    throw invalidArgument(`${what} ${JSON.stringify(userPath)} leads outside ${root} through a symlink`);
+    throw invalidArgument(`${what} ${excerpt(userPath)} leads outside ${root} through a symlink`);
   }
   return resolved;
 }

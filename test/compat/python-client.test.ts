@@ -129,3 +129,16 @@ test('exec output ends with an empty read, as the proto documents', () => {
   assert.equal(summary.exec_stdout_end, 'empty', 'stdout of the exec ended with NOT_FOUND instead of an empty read');
   assert.equal(summary.exec_stderr_end, 'empty', 'stderr of the exec ended with NOT_FOUND instead of an empty read');
 });
+
+// An invalid id of 8 KiB and more: grpc C-core (grpcio) accepts at most 8 KiB
+// of metadata, so a status that echoed the whole id reached it as
+// RESOURCE_EXHAUSTED. The agent echoes a short excerpt; the channel stays usable.
+test('an 8 KiB+ invalid id is INVALID_ARGUMENT for grpcio too, and the next call on the channel works', () => {
+  assert.ok(summary?.ok, 'the main compatibility test did not get this far');
+  assert.equal(summary.long_ids.length, 2);
+  for (const entry of summary.long_ids as Array<Record<string, any>>) {
+    assert.equal(entry.code, 'INVALID_ARGUMENT', JSON.stringify(entry));
+    assert.ok(entry.details_length < 1024, JSON.stringify(entry));
+    assert.equal(entry.next_code, 'NOT_FOUND', JSON.stringify(entry));
+  }
+});

@@ -225,3 +225,85 @@ describe('bad input', () => {
     assert.ok(!agent.logs().some((l) => l.msg === 'internal error'), 'no INTERNAL errors');
   });
 });
+
+// Invalid input is echoed as a short excerpt: a status message travels in a
+// header, and clients cap headers (grpc C-core: 8 KiB), so an echo of a 64 KiB
+// id used to reach the client as RESOURCE_EXHAUSTED. Its own agent, with the
+// default message size limit, so a 1 MiB path fits in a request.
+describe('capped echoes', () => {
+  let agent: TestAgent;
+  let client: AgentClient;
+  before(async () => {
+    agent = await startAgent();
+    client = await agent.connect();
+  });
+  after(async () => {
+    client?.close();
+    await agent?.stop();
+  });
+
+  // Every call with a deadline: an agent that echoed megabytes could stall the channel.
+  const v1: AgentClient['v1'] = (method, request) => client.v1(method, request, { deadlineSeconds: 20 });
+  const short = (err: grpc.ServiceError) => {
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT, `${grpc.status[err.code]}: ${err.details.slice(0, 200)}`);
+    assert.ok(Buffer.byteLength(err.details) < 1024, `${Buffer.byteLength(err.details)} bytes of status message`);
+    return true;
+  };
+  /** A call that must work on the same channel afterwards. */
+  const nextCallWorks = async () => {
+    const res = await v1('GetGuestDetails', { mem_block_size: false, mem_hotplug_probe: false });
+    assert.ok(res.agent_details);
+  };
+
+  it('a 64 KiB container id is INVALID_ARGUMENT with a short message, and the channel keeps working', async () => {
+    const id = 'x'.repeat(64 * 1024);
+    for (const rpc of ['StartContainer', 'RemoveContainer', 'StatsContainer'] as const) {
+      await assert.rejects(v1(rpc, { container_id: id }), (err: grpc.ServiceError) => {
+        short(err);
+        assert.match(err.details, /^container id "x{64}"\.\.\. \(65536 characters\) is invalid/);
+        return true;
+      });
+      await nextCallWorks();
+    }
+    await assert.rejects(v1('CreateContainer', { container_id: id, oci_spec_json: '{}' }), short);
+    await nextCallWorks();
+  });
+
+  it('a 1 MiB CopyFile path is INVALID_ARGUMENT with a short message, and the channel keeps working', async () => {
+    const p = 'p'.repeat(1024 * 1024);
+    await assert.rejects(v1('CopyFile', { path: p, file_size: 1, offset: 0, data: Buffer.from('x') }), (err: grpc.ServiceError) => {
+      short(err);
+      assert.match(err.details, /^CopyFile path "p{64}"\.\.\. \(1048576 characters\) is too long: 1048576 bytes, at most 4095$/);
+      return true;
+    });
+    await nextCallWorks();
+    // Long, but within PATH_MAX, with a name over NAME_MAX; and a symlink target of 64 KiB.
+    await assert.rejects(v1('CopyFile', { path: `d/${'n'.repeat(3000)}`, file_size: 1, offset: 0, data: Buffer.from('x') }), short);
+    await assert.rejects(
+      v1('CopyFile', { path: 'link', file_mode: 0o120777, file_size: 65536, offset: 0, data: Buffer.from(`/${'t'.repeat(65535)}`) }),
+      (err: grpc.ServiceError) => short(err) && /-> "\/t{63}"\.\.\. \(65536 characters\) points outside/.test(err.details),
+    );
+    assert.deepEqual(fs.readdirSync(agent.sharedDir), ['busybox'], 'nothing was created');
+    await nextCallWorks();
+  });
+
+  it('other echoed fields are cut too: exec ids, storages, interface names, NUL and control characters', async () => {
+    const big = 'y'.repeat(100 * 1024);
+    await assert.rejects(v1('WaitProcess', { container_id: 'c', exec_id: big }), (err: grpc.ServiceError) => {
+      // Either id may be looked at first; whatever is said is short.
+      assert.ok(Buffer.byteLength(err.details) < 1024);
+      return true;
+    });
+    const spec = JSON.stringify(containerSpec({ rootPath: 'busybox', args: ['true'] }));
+    for (const storage of [{ driver: big }, { driver: 'local', source: big, mount_point: 'm' }, { driver: 'tmpfs', source: 'tmpfs', mount_point: big }]) {
+      await assert.rejects(v1('CreateContainer', { container_id: 'st', oci_spec_json: spec, storages: [storage] }), short);
+    }
+    await assert.rejects(v1('ListProcesses', { container_id: 'no\nsuch\0id\x1b[2J' }), (err: grpc.ServiceError) => {
+      short(err);
+      assert.match(err.details, /^container id "no\\nsuch\\u0000id\\u001b\[2J" is invalid/);
+      return true;
+    });
+    await nextCallWorks();
+    assert.ok(agent.alive());
+  });
+});

@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { AgentError, failedPrecondition, invalidArgument, resourceExhausted } from '../errors';
+import { AgentError, excerpt, failedPrecondition, invalidArgument, resourceExhausted } from '../errors';
 import { resolveWithin } from '../validate';
 
 export interface CopyFileRequest {
@@ -59,10 +59,10 @@ export class FileCopier {
   private destination(userPath: string): { parent: string; name: string; dest: string } {
     // The whole path: no `..`, nothing outside root, no symlink on the way (the last one included) leading out.
     const full = resolveWithin(this.root, userPath, 'CopyFile path');
-    if (full === fs.realpathSync(this.root)) throw invalidArgument(`CopyFile path ${JSON.stringify(userPath)} names the root itself`);
+    if (full === fs.realpathSync(this.root)) throw invalidArgument(`CopyFile path ${excerpt(userPath)} names the root itself`);
     // The entry itself is replaced, never followed: resolve only its parent.
     const name = path.basename(userPath);
-    if (name === '.' || name === '') throw invalidArgument(`CopyFile path ${JSON.stringify(userPath)} does not name a file`);
+    if (name === '.' || name === '') throw invalidArgument(`CopyFile path ${excerpt(userPath)} does not name a file`);
     const parent = resolveWithin(this.root, path.dirname(userPath), 'CopyFile path');
     return { parent, name, dest: path.join(parent, name) };
   }
@@ -103,18 +103,18 @@ export class FileCopier {
     }
     // Nothing swapped a directory for a symlink while we worked.
     if (!isWithin(rootReal, await fsp.realpath(parent))) {
-      throw invalidArgument(`CopyFile path ${JSON.stringify(req.path)} leads outside ${this.root} through a symlink`);
+      throw invalidArgument(`CopyFile path ${excerpt(req.path)} leads outside ${this.root} through a symlink`);
     }
   }
 
   /** A symlink whose target, taken from its own directory, stays inside root. Replaces what is there. */
   private async makeSymlink(req: CopyFileRequest, parent: string, name: string, dest: string): Promise<void> {
     const target = Buffer.from(req.data).toString('utf8');
-    if (target === '' || target.includes('\0')) throw invalidArgument(`CopyFile symlink ${JSON.stringify(req.path)} needs a target in data, without NUL`);
+    if (target === '' || target.includes('\0')) throw invalidArgument(`CopyFile symlink ${excerpt(req.path)} needs a target in data, without NUL`);
     const rootReal = fs.realpathSync(this.root);
     const lexical = path.resolve(parent, target);
     if (!isWithin(rootReal, lexical) && !isWithin(path.resolve(this.root), lexical)) {
-      throw invalidArgument(`CopyFile symlink ${JSON.stringify(req.path)} -> ${JSON.stringify(target)} points outside ${this.root}`);
+      throw invalidArgument(`CopyFile symlink ${excerpt(req.path)} -> ${excerpt(target)} points outside ${this.root}`);
     }
     const tmp = tempName(parent, name);
     await fsp.rm(tmp, { force: true });
@@ -144,7 +144,7 @@ async function writeChunk(req: CopyFileRequest, parent: string, name: string, de
     fh = await fsp.open(tmp, flags, 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw invalidArgument(`CopyFile offset ${req.offset} skips ahead: no transfer to ${JSON.stringify(req.path)} is in progress (the first chunk has offset 0)`);
+      throw invalidArgument(`CopyFile offset ${req.offset} skips ahead: no transfer to ${excerpt(req.path)} is in progress (the first chunk has offset 0)`);
     }
     throw err;
   }
@@ -153,7 +153,7 @@ async function writeChunk(req: CopyFileRequest, parent: string, name: string, de
     if (!st.isFile()) throw invalidArgument(`CopyFile temporary file ${tmp} is not a regular file`);
     if (req.offset > st.size) {
       throw invalidArgument(
-        `CopyFile offset ${req.offset} skips ahead: ${st.size} bytes of ${JSON.stringify(req.path)} received so far; chunks must come in order`,
+        `CopyFile offset ${req.offset} skips ahead: ${st.size} bytes of ${excerpt(req.path)} received so far; chunks must come in order`,
       );
     }
     for (let done = 0; done < req.data.length; ) {
@@ -177,7 +177,7 @@ async function makeDirectory(dest: string, perm: number, req: CopyFileRequest): 
     await fsp.mkdir(dest, { mode: perm });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    if (!(await fsp.lstat(dest)).isDirectory()) throw invalidArgument(`CopyFile path ${JSON.stringify(req.path)} exists and is not a directory`);
+    if (!(await fsp.lstat(dest)).isDirectory()) throw invalidArgument(`CopyFile path ${excerpt(req.path)} exists and is not a directory`);
   }
   await fsp.chown(dest, req.uid, req.gid);
   await fsp.chmod(dest, perm);

@@ -4,7 +4,7 @@
 // in (machine.ts), so an agent started by mistake on a host refuses instead of
 // rewiring the host. Changes are serialized: two calls never interleave their
 // ip commands.
-import { failedPrecondition, invalidArgument, notFound } from '../errors';
+import { excerpt, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
 import { requireNamespace } from '../machine';
 import type { Spawner } from '../process/command';
@@ -124,7 +124,7 @@ export class Network {
     return this.exclusive(async () => {
       const names = new Set((await this.ip.links()).map((l) => l.ifname));
       wanted.forEach((r, i) => {
-        if (r.device && !names.has(r.device)) throw notFound(`routes[${i}].device ${JSON.stringify(r.device)}: no such interface`);
+        if (r.device && !names.has(r.device)) throw notFound(`routes[${i}].device ${excerpt(r.device)}: no such interface`);
       });
       const devices = new Set(wanted.map((r) => r.device).filter(Boolean));
       const wantedKeys = new Set(wanted.map(routeKey));
@@ -174,7 +174,7 @@ export class Network {
     return this.exclusive(async () => {
       const names = new Set((await this.ip.links()).map((l) => l.ifname));
       checked.forEach((n, i) => {
-        if (!names.has(n.device)) throw notFound(`neighbors[${i}].device ${JSON.stringify(n.device)}: no such interface`);
+        if (!names.has(n.device)) throw notFound(`neighbors[${i}].device ${excerpt(n.device)}: no such interface`);
       });
       for (const n of checked) {
         await this.ip.run([`-${n.ip.family}`, 'neigh', 'replace', n.ip.address, 'lladdr', n.lladdr, 'dev', n.device, 'nud', n.state]);
@@ -189,7 +189,7 @@ export class Network {
 
   private async reread(dev: string): Promise<IpLink> {
     const link = (await this.ip.links()).find((l) => l.ifname === dev);
-    if (!link) throw notFound(`interface ${JSON.stringify(dev)} disappeared while it was being configured`);
+    if (!link) throw notFound(`interface ${excerpt(dev)} disappeared while it was being configured`);
     return link;
   }
 
@@ -218,7 +218,7 @@ function planAddresses(addresses: InterfaceUpdate['addresses']): Planned[] {
 function findLink(links: IpLink[], name: string | undefined, hwAddr: string | undefined): IpLink {
   if (name !== undefined) {
     const link = links.find((l) => l.ifname === name);
-    if (!link) throw notFound(`interface ${JSON.stringify(name)} not found`);
+    if (!link) throw notFound(`interface ${excerpt(name)} not found`);
     return link;
   }
   const matches = links.filter((l) => (l.address ?? '').toLowerCase() === hwAddr);

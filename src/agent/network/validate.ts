@@ -3,7 +3,7 @@
 // neighbour states. Every value ends up as an argument of `ip`, so the rules
 // are strict; `what` names the field in the error message.
 import { isIP } from 'node:net';
-import { invalidArgument } from '../errors';
+import { excerpt, invalidArgument } from '../errors';
 import type { IpFamily, NeighborState } from './types';
 
 /** IFNAMSIZ is 16 including the NUL. The kernel also forbids "/", ":" and white space; we allow a safe subset. */
@@ -12,7 +12,7 @@ const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 export function validateIfName(what: string, name: string): string {
   if (!IFNAME.test(name)) {
     throw invalidArgument(
-      `${what} ${JSON.stringify(name)} is not a valid interface name: use 1-15 characters of [A-Za-z0-9_.-], not starting with "." or "-"`,
+      `${what} ${excerpt(name)} is not a valid interface name: use 1-15 characters of [A-Za-z0-9_.-], not starting with "." or "-"`,
     );
   }
   return name;
@@ -29,10 +29,10 @@ export interface ParsedIp {
 export function parseIp(what: string, text: string, family?: IpFamily): ParsedIp {
   const f = text.includes('%') ? 0 : isIP(text);
   if (f !== 4 && f !== 6) {
-    throw invalidArgument(`${what} ${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
+    throw invalidArgument(`${what} ${excerpt(text)} is not an IPv4 or IPv6 address`);
   }
   if (family !== undefined && f !== family) {
-    throw invalidArgument(`${what} ${JSON.stringify(text)} is an IPv${f} address, but the family says IPv${family}`);
+    throw invalidArgument(`${what} ${excerpt(text)} is an IPv${f} address, but the family says IPv${family}`);
   }
   if (f === 4) {
     return { family: 4, address: text, bytes: Uint8Array.from(text.split('.').map(Number)) };
@@ -69,7 +69,7 @@ export const maxPrefix = (family: IpFamily) => (family === 4 ? 32 : 128);
 
 export function validatePrefix(what: string, prefix: number, family: IpFamily): number {
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > maxPrefix(family)) {
-    throw invalidArgument(`${what} ${JSON.stringify(prefix)} is not a valid IPv${family} prefix length (0-${maxPrefix(family)})`);
+    throw invalidArgument(`${what} ${excerpt(prefix)} is not a valid IPv${family} prefix length (0-${maxPrefix(family)})`);
   }
   return prefix;
 }
@@ -77,7 +77,7 @@ export function validatePrefix(what: string, prefix: number, family: IpFamily): 
 /** Parses a decimal prefix length as it arrives in a string field ("24"). */
 export function parsePrefixText(what: string, text: string): number {
   if (!/^\d{1,3}$/.test(text)) {
-    throw invalidArgument(`${what} ${JSON.stringify(text)} is not a prefix length (a decimal number such as "24")`);
+    throw invalidArgument(`${what} ${excerpt(text)} is not a prefix length (a decimal number such as "24")`);
   }
   return Number(text);
 }
@@ -96,10 +96,10 @@ export function parseDest(what: string, text: string, family?: IpFamily): Parsed
   if (text === 'default') return { family: family ?? 4, dest: 'default' };
   const slash = text.indexOf('/');
   const ip = parseIp(what, slash < 0 ? text : text.slice(0, slash), family);
-  const prefix = slash < 0 ? maxPrefix(ip.family) : validatePrefix(`prefix of ${what} ${JSON.stringify(text)}`, parsePrefixText(`prefix of ${what}`, text.slice(slash + 1)), ip.family);
+  const prefix = slash < 0 ? maxPrefix(ip.family) : validatePrefix(`prefix of ${what} ${excerpt(text)}`, parsePrefixText(`prefix of ${what}`, text.slice(slash + 1)), ip.family);
   for (let bit = prefix; bit < ip.bytes.length * 8; bit++) {
     if (ip.bytes[bit >> 3]! & (0x80 >> (bit & 7))) {
-      throw invalidArgument(`${what} ${JSON.stringify(text)} has bits set beyond its /${prefix} prefix`);
+      throw invalidArgument(`${what} ${excerpt(text)} has bits set beyond its /${prefix} prefix`);
     }
   }
   if (prefix === 0) return { family: ip.family, dest: 'default' };
@@ -112,10 +112,10 @@ const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 export function validateMac(what: string, text: string, assignable = false): string {
   const mac = text.toLowerCase();
   if (!MAC.test(mac)) {
-    throw invalidArgument(`${what} ${JSON.stringify(text)} is not a MAC address (six hex bytes separated by ":")`);
+    throw invalidArgument(`${what} ${excerpt(text)} is not a MAC address (six hex bytes separated by ":")`);
   }
   if (assignable && (parseInt(mac.slice(0, 2), 16) & 1 || mac === '00:00:00:00:00:00')) {
-    throw invalidArgument(`${what} ${JSON.stringify(text)} cannot be assigned to an interface: it is multicast or all zeros`);
+    throw invalidArgument(`${what} ${excerpt(text)} cannot be assigned to an interface: it is multicast or all zeros`);
   }
   return mac;
 }
@@ -126,7 +126,7 @@ export const MAX_MTU = 65536;
 
 export function validateMtu(what: string, mtu: number): number {
   if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
-    throw invalidArgument(`${what} ${JSON.stringify(mtu)} is out of range (${MIN_MTU}-${MAX_MTU}, or 0 to leave it unchanged)`);
+    throw invalidArgument(`${what} ${excerpt(mtu)} is out of range (${MIN_MTU}-${MAX_MTU}, or 0 to leave it unchanged)`);
   }
   return mtu;
 }
@@ -137,7 +137,7 @@ const SCOPES = new Set(['global', 'universe', 'site', 'link', 'host', 'nowhere']
 export function validateScope(what: string, scope: string): string {
   if (scope === '' || scope === 'global' || scope === 'universe') return '';
   if (SCOPES.has(scope) || (/^\d{1,3}$/.test(scope) && Number(scope) <= 255)) return scope;
-  throw invalidArgument(`${what} ${JSON.stringify(scope)} is not a route scope (global, site, link, host, nowhere or 0-255)`);
+  throw invalidArgument(`${what} ${excerpt(scope)} is not a route scope (global, site, link, host, nowhere or 0-255)`);
 }
 
 const STATES: readonly NeighborState[] = ['permanent', 'noarp', 'reachable', 'stale', 'none', 'incomplete', 'delay', 'probe', 'failed'];
@@ -145,7 +145,7 @@ const STATES: readonly NeighborState[] = ['permanent', 'noarp', 'reachable', 'st
 export function validateNeighborState(what: string, state: string): NeighborState {
   const s = state.toLowerCase();
   if (!(STATES as readonly string[]).includes(s)) {
-    throw invalidArgument(`${what} ${JSON.stringify(state)} is not a neighbour state (${STATES.join(', ')})`);
+    throw invalidArgument(`${what} ${excerpt(state)} is not a neighbour state (${STATES.join(', ')})`);
   }
   return s as NeighborState;
 }

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { failedPrecondition, invalidArgument, notFound } from '../errors';
+import { excerpt, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
 import { native } from '../../native/native';
 
@@ -25,7 +25,7 @@ export class KernelModules {
   /** Loads each module (and what it depends on) unless already loaded. */
   load(modules: readonly ModuleRequest[]): void {
     for (const m of modules) {
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(m.name)) throw invalidArgument(`kernel module name ${JSON.stringify(m.name)} is invalid`);
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(m.name)) throw invalidArgument(`kernel module name ${excerpt(m.name)} is invalid`);
       const entry = this.table().get(normalize(m.name));
       if (!entry) throw notFound(`kernel module ${m.name} is not in ${this.root}/modules.dep`);
       // modules.dep lists dependencies so that the last must be loaded first.

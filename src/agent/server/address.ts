@@ -1,6 +1,7 @@
 // Listener addresses as users write them: unix://PATH, tcp://HOST:PORT,
 // vsock://CID:PORT (CID -1 = any). Pure parsing, shared by the configuration
 // (which validates them) and the listeners (which open them).
+import { excerpt } from '../errors';
 
 export type Endpoint =
   | { kind: 'unix'; path: string }
@@ -22,7 +23,7 @@ export function parseAddress(addr: string): Endpoint {
   if (m && Number(m[2]) < 65536) return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
   m = /^vsock:\/\/(-1|\d{1,10}):(\d{1,10})$/.exec(addr);
   if (m && Number(m[1]) <= VSOCK_MAX && Number(m[2]) <= VSOCK_MAX) return { kind: 'vsock', cid: Number(m[1]), port: Number(m[2]) };
-  throw new Error(`server address ${JSON.stringify(addr.slice(0, 120))} is not unix:///ABSOLUTE/PATH, tcp://HOST:PORT or vsock://CID:PORT`);
+  throw new Error(`server address ${excerpt(addr, 120)} is not unix:///ABSOLUTE/PATH, tcp://HOST:PORT or vsock://CID:PORT`);
 }
 
 /** The address as users write it (for tcp with the port actually bound). */

@@ -2,10 +2,11 @@
 // the translation of typed core errors into gRPC statuses. No exception
 // escapes a handler; anything unexpected becomes INTERNAL with the cause logged.
 import * as grpc from '@grpc/grpc-js';
-import { AgentError, invalidArgument, type ErrorKind } from '../errors';
+import { AgentError, excerpt, invalidArgument, type ErrorKind } from '../errors';
 import type { Logger } from '../log';
 import { malformedReason } from './decoding';
 import type { RpcMetrics } from './rpc-metrics';
+import { capStatusMessage, MAX_STATUS_BYTES } from './status-text';
 import { NO_POLICY, type Policy } from '../policy/policy';
 import { checkRpc } from '../policy/rules';
 
@@ -94,8 +95,8 @@ export class RpcBoundary {
     const log = this.log.child({
       rpc: method,
       version,
-      ...(ids.container_id ? { container: ids.container_id } : {}),
-      ...(ids.exec_id ? { exec: ids.exec_id } : {}),
+      ...(ids.container_id ? { container: logged(ids.container_id) } : {}),
+      ...(ids.exec_id ? { exec: logged(ids.exec_id) } : {}),
     });
     const controller = new AbortController();
     call.once('cancelled', () => controller.abort());
@@ -123,6 +124,9 @@ export class RpcBoundary {
   }
 }
 
+/** An id as the log shows it: whole, unless it is too long to be a valid one. */
+const logged = (id: string) => (id.length > 128 ? excerpt(id, 128) : id);
+
 /** The request, or an INVALID_ARGUMENT error if its bytes could not be decoded. */
 function decoded<Req>(request: Req): Req {
   const reason = malformedReason(request);
@@ -130,8 +134,13 @@ function decoded<Req>(request: Req): Req {
   return request;
 }
 
+/**
+ * The status of a failed call. Its message is capped (status-text.ts) whatever
+ * the error says, so no status exceeds what clients accept in a header.
+ */
 export function toStatus(err: unknown, method: string): { code: grpc.status; details: string } {
-  if (err instanceof AgentError) return { code: STATUS_OF[err.kind], details: err.message };
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: grpc.status.INTERNAL, details: `${method} failed unexpectedly: ${message} (details in the agent log)` };
+  if (err instanceof AgentError) return { code: STATUS_OF[err.kind], details: capStatusMessage(err.message) };
+  // The cause is cut on its own so that the pointer to the log survives.
+  const message = capStatusMessage(err instanceof Error ? err.message : String(err), MAX_STATUS_BYTES / 2);
+  return { code: grpc.status.INTERNAL, details: capStatusMessage(`${method} failed unexpectedly: ${message} (details in the agent log)`) };
 }

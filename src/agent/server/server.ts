@@ -13,6 +13,7 @@ import { ListenerSet } from './listeners';
 import { addReflection } from './reflection';
 import { RpcBoundary } from './rpc';
 import type { RpcMetrics } from './rpc-metrics';
+import { capStatusMessages } from './status-text';
 
 export interface AgentServer {
   server: grpc.Server;
@@ -32,12 +33,13 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
   // Calls to our own services are counted for GetMetrics, refused ones too.
   const counted = new Set([DiscoveryService.service, AgentV1Service.service].flatMap((s) => Object.values(s).map((m) => m.path)));
   // Every request of every service is checked strictly as it is decoded
-  // (decoding.ts); the interceptor answers a malformed one with
-  // INVALID_ARGUMENT before any handler runs.
+  // (decoding.ts); the second interceptor answers a malformed one with
+  // INVALID_ARGUMENT before any handler runs. The first, the innermost, caps
+  // every status message the server sends (status-text.ts).
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limit,
     'grpc.max_send_message_length': limit,
-    interceptors: [refuseMalformedRequests((path, details) => rpc.refused(path, details, counted.has(path)))],
+    interceptors: [capStatusMessages(), refuseMalformedRequests((path, details) => rpc.refused(path, details, counted.has(path)))],
   });
   server.addService(withStrictDecoding(DiscoveryService.service), discoveryHandlers(core, rpc));
   server.addService(withStrictDecoding(AgentV1Service.service), v1Handlers(core, rpc));

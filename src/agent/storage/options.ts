@@ -3,7 +3,7 @@
 // propagation change (a separate mount(2) call), and the file system's data
 // string. The flag options are a table; everything else is file-system data
 // and is checked against the driver's list of allowed data keys (drivers.ts).
-import { invalidArgument } from '../errors';
+import { excerpt, invalidArgument } from '../errors';
 import { constants } from '../../native/native';
 
 /**
@@ -118,7 +118,7 @@ export function parseMountOptions(options: readonly string[], what = 'options'):
       const eq = option.indexOf('=');
       const key = eq < 0 ? option : option.slice(0, eq);
       if (!/^[A-Za-z0-9_.+-]+$/.test(key)) {
-        throw invalidArgument(`${what}[${i}]: ${JSON.stringify(option)} is not a mount option (key=value or a flag)`);
+        throw invalidArgument(`${what}[${i}]: ${excerpt(option)} is not a mount option (key=value or a flag)`);
       }
       data.delete(key); // re-insert: a replaced key moves to the end, in the order given
       data.set(key, eq < 0 ? null : option.slice(eq + 1));

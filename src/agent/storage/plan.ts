@@ -19,7 +19,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { invalidArgument } from '../errors';
+import { excerpt, invalidArgument } from '../errors';
 import { constants } from '../../native/native';
 import { resolveWithin } from '../validate';
 import { parseBlockSource, type BlockDeviceRef } from './block';
@@ -87,12 +87,12 @@ export function planStorage(spec: StorageSpec, roots: StorageRoots, what = 'stor
   const driver = findDriver(spec.driver);
   if (!driver) {
     throw invalidArgument(
-      `${what}.driver ${JSON.stringify(spec.driver)} is unknown; this agent knows ${STORAGE_DRIVER_NAMES.join(', ')}`,
+      `${what}.driver ${excerpt(spec.driver)} is unknown; this agent knows ${STORAGE_DRIVER_NAMES.join(', ')}`,
     );
   }
   if (spec.driverOptions.length > 0) {
     throw invalidArgument(
-      `${what}.driver_options ${JSON.stringify(spec.driverOptions)} are not supported by driver ${driver.name} (refused rather than ignored)`,
+      `${what}.driver_options ${excerpt(spec.driverOptions)} are not supported by driver ${driver.name} (refused rather than ignored)`,
     );
   }
   const mountRoots = [roots.sharedDir, roots.storageDir];
@@ -126,7 +126,7 @@ export function planStorage(spec: StorageSpec, roots: StorageRoots, what = 'stor
   switch (driver.source) {
     case 'tag':
       if (!TAG_PATTERN.test(spec.source)) {
-        throw invalidArgument(`${what}.source ${JSON.stringify(spec.source)} is not a ${driver.name} mount tag (1-36 characters of [A-Za-z0-9_.-])`);
+        throw invalidArgument(`${what}.source ${excerpt(spec.source)} is not a ${driver.name} mount tag (1-36 characters of [A-Za-z0-9_.-])`);
       }
       plan.source = spec.source;
       break;
@@ -135,7 +135,7 @@ export function planStorage(spec: StorageSpec, roots: StorageRoots, what = 'stor
       break;
     case 'label':
       if (spec.source !== '' && !LABEL_PATTERN.test(spec.source)) {
-        throw invalidArgument(`${what}.source ${JSON.stringify(spec.source)} is not a label (the ${driver.name} driver mounts no path or device)`);
+        throw invalidArgument(`${what}.source ${excerpt(spec.source)} is not a label (the ${driver.name} driver mounts no path or device)`);
       }
       plan.source = spec.source || driver.name;
       break;
@@ -144,10 +144,10 @@ export function planStorage(spec: StorageSpec, roots: StorageRoots, what = 'stor
       break;
     case 'local': {
       if (spec.source !== '' && spec.source !== 'local') {
-        throw invalidArgument(`${what}.source ${JSON.stringify(spec.source)} must be empty or "local": the agent creates the directory`);
+        throw invalidArgument(`${what}.source ${excerpt(spec.source)} must be empty or "local": the agent creates the directory`);
       }
       const modeText = data.find((d) => d.key === 'mode')?.value ?? '';
-      if (!MODE_PATTERN.test(modeText)) throw invalidArgument(`${what}.options: mode=${modeText} is not an octal mode such as 0755`);
+      if (!MODE_PATTERN.test(modeText)) throw invalidArgument(`${what}.options: mode=${excerpt(modeText)} is not an octal mode such as 0755`);
       data = data.filter((d) => d.key !== 'mode');
       const hash = crypto.createHash('sha256').update(mountPoint).digest('hex').slice(0, 16);
       plan.local = { dir: path.join(roots.localDir, hash), mode: Number.parseInt(modeText, 8) };
@@ -167,12 +167,12 @@ export function samePlan(a: MountPlan, b: MountPlan): boolean {
 function checkFstype(driver: StorageDriver, fstype: string, what: string): string {
   if (driver.fstype === null) {
     if (!FSTYPE_PATTERN.test(fstype)) {
-      throw invalidArgument(`${what}.fstype ${JSON.stringify(fstype)}: driver ${driver.name} needs the file system type (e.g. ext4, xfs)`);
+      throw invalidArgument(`${what}.fstype ${excerpt(fstype)}: driver ${driver.name} needs the file system type (e.g. ext4, xfs)`);
     }
     return fstype;
   }
   if (fstype !== '' && fstype !== driver.fstype && fstype !== driver.name) {
-    throw invalidArgument(`${what}.fstype ${JSON.stringify(fstype)} does not match driver ${driver.name} (${driver.fstype || 'a bind mount'})`);
+    throw invalidArgument(`${what}.fstype ${excerpt(fstype)} does not match driver ${driver.name} (${driver.fstype || 'a bind mount'})`);
   }
   return driver.fstype;
 }
@@ -182,17 +182,17 @@ function checkData(driver: StorageDriver, data: DataOption[], roots: string[], w
   for (const option of data) {
     const text = option.value === null ? option.key : `${option.key}=${option.value}`;
     if (driver.dataKeys === 'no-path-values') {
-      if (option.value?.includes('/')) throw invalidArgument(`${what}.options: ${text}: driver ${driver.name} takes no path-valued options`);
+      if (option.value?.includes('/')) throw invalidArgument(`${what}.options: ${excerpt(text)}: driver ${driver.name} takes no path-valued options`);
     } else if (!driver.dataKeys.includes(option.key)) {
       const allowed = driver.dataKeys.length > 0 ? `it takes ${driver.dataKeys.join(', ')} and mount flags` : 'it takes mount flags only';
-      throw invalidArgument(`${what}.options: ${JSON.stringify(text)} is not an option of driver ${driver.name}; ${allowed}`);
+      throw invalidArgument(`${what}.options: ${excerpt(text)} is not an option of driver ${driver.name}; ${allowed}`);
     }
     if (driver.pathKeys?.includes(option.key)) {
       if (!option.value) throw invalidArgument(`${what}.options: ${option.key} needs a path`);
       const parts = option.key === 'lowerdir' ? option.value.split(':') : [option.value];
       const resolved = parts.map((p, i) => {
         const r = resolveInRoots(roots, p, `${what}.options ${option.key}${parts.length > 1 ? `[${i}]` : ''}`);
-        if (/[:,\\]/.test(r)) throw invalidArgument(`${what}.options ${option.key}: ${r} holds ":", "," or "\\", which overlayfs would misread`);
+        if (/[:,\\]/.test(r)) throw invalidArgument(`${what}.options ${option.key}: ${excerpt(r)} holds ":", "," or "\\", which overlayfs would misread`);
         return r;
       });
       out.push({ key: option.key, value: resolved.join(':') });
@@ -214,9 +214,9 @@ function checkData(driver: StorageDriver, data: DataOption[], roots: string[], w
  * root. Unless allowRoot, a root itself is refused.
  */
 export function resolveInRoots(roots: readonly string[], userPath: string, what: string, opts: { allowRoot?: boolean } = {}): string {
-  if (userPath === '' || userPath.includes('\0')) throw invalidArgument(`${what} ${JSON.stringify(userPath)} is empty or contains NUL`);
+  if (userPath === '' || userPath.includes('\0')) throw invalidArgument(`${what} ${excerpt(userPath)} is empty or contains NUL`);
   if (userPath.split(/[\\/]+/).includes('..')) {
-    throw invalidArgument(`${what} ${JSON.stringify(userPath)} contains "..": paths may not climb out of ${roots.join(' or ')}`);
+    throw invalidArgument(`${what} ${excerpt(userPath)} contains "..": paths may not climb out of ${roots.join(' or ')}`);
   }
   const candidate = path.isAbsolute(userPath) ? path.normalize(userPath) : path.join(roots[0]!, userPath);
   for (const root of roots) {
@@ -228,10 +228,10 @@ export function resolveInRoots(roots: readonly string[], userPath: string, what:
     }
     if (!lexicallyWithin(path.resolve(root), candidate) && !lexicallyWithin(rootReal, candidate)) continue;
     const resolved = resolveWithin(root, candidate, what);
-    if (!opts.allowRoot && resolved === rootReal) throw invalidArgument(`${what} ${JSON.stringify(userPath)} is the root ${root} itself`);
+    if (!opts.allowRoot && resolved === rootReal) throw invalidArgument(`${what} ${excerpt(userPath)} is the root ${root} itself`);
     return resolved;
   }
-  throw invalidArgument(`${what} ${JSON.stringify(userPath)} is outside the storage roots (${roots.join(', ')})`);
+  throw invalidArgument(`${what} ${excerpt(userPath)} is outside the storage roots (${roots.join(', ')})`);
 }
 
 function lexicallyWithin(root: string, p: string): boolean {

@@ -6,7 +6,7 @@
 // reported but ignored in requests (a link's kind cannot be changed); up=false
 // leaves the link's state alone (proto3 cannot tell "false" from "unset").
 import type { AgentCore } from '../../agent/core';
-import { invalidArgument } from '../../agent/errors';
+import { excerpt, invalidArgument } from '../../agent/errors';
 import type { ArpNeighbor, InterfaceUpdate, IpFamily, NetInterface, NetRoute, RouteRequest } from '../../agent/network';
 import { maxPrefix, parsePrefixText } from '../../agent/network/validate';
 import type { RpcBoundary } from '../../agent/server/rpc';
@@ -47,7 +47,7 @@ export function familyFromWire(what: string, family: IPFamily__Output | number):
     case 'IP_FAMILY_V6':
       return 6;
     default:
-      throw invalidArgument(`${what} ${JSON.stringify(family)} is not an IPFamily this agent knows (IP_FAMILY_V4, IP_FAMILY_V6)`);
+      throw invalidArgument(`${what} ${excerpt(family)} is not an IPFamily this agent knows (IP_FAMILY_V4, IP_FAMILY_V6)`);
   }
 }
 
@@ -56,7 +56,7 @@ export const familyToWire = (family: IpFamily): IPFamily__Output => (family === 
 export function interfaceFromWire(i: Interface__Output): InterfaceUpdate {
   if (i.name && i.device && i.name !== i.device) {
     throw invalidArgument(
-      `interface.device ${JSON.stringify(i.device)} and interface.name ${JSON.stringify(i.name)} differ: renaming interfaces is not supported`,
+      `interface.device ${excerpt(i.device)} and interface.name ${excerpt(i.name)} differ: renaming interfaces is not supported`,
     );
   }
   const name = i.name || i.device;
@@ -105,7 +105,7 @@ export function neighborFromWire(n: ARPNeighbor__Output, what: string): ArpNeigh
     // A neighbour is one address: a mask, if given, must say so.
     const prefix = parsePrefixText(`${what}.to_ip_address.mask`, ip.mask);
     const full = maxPrefix(family ?? (ip.address.includes(':') ? 6 : 4));
-    if (prefix !== full) throw invalidArgument(`${what}.to_ip_address.mask ${JSON.stringify(ip.mask)} must be empty or ${full}: a neighbour is a single address`);
+    if (prefix !== full) throw invalidArgument(`${what}.to_ip_address.mask ${excerpt(ip.mask)} must be empty or ${full}: a neighbour is a single address`);
   }
   return { address: ip.address, ...(family ? { family } : {}), device: n.device, lladdr: n.lladdr, state: n.state };
 }

@@ -204,6 +204,27 @@ def main():
         except grpc.RpcError as err:
             summary["after_remove_code"] = err.code().name
 
+        # Long invalid ids: the status must stay INVALID_ARGUMENT (an echo of the
+        # whole id would pass grpc C-core's 8 KiB metadata limit and arrive as
+        # RESOURCE_EXHAUSTED), and the channel must stay usable. Recorded here,
+        # judged by the Node side.
+        STEP = "long ids"
+        summary["long_ids"] = []
+        for n in (8 * 1024 + 1, 64 * 1024):
+            entry = {"length": n}
+            try:
+                v1.StartContainer(agent_pb2.StartContainerRequest(container_id="x" * n), timeout=10)
+                entry["code"] = "OK"
+            except grpc.RpcError as err:
+                entry["code"] = err.code().name
+                entry["details_length"] = len(err.details() or "")
+            try:
+                v1.StartContainer(agent_pb2.StartContainerRequest(container_id="no-such-container"), timeout=10)
+                entry["next_code"] = "OK"
+            except grpc.RpcError as err:
+                entry["next_code"] = err.code().name
+            summary["long_ids"].append(entry)
+
     summary["ok"] = True
     print(json.dumps(summary))
 
