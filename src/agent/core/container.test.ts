@@ -42,7 +42,7 @@ function setup(): { runtime: FakeRuntime; deps: ContainerDeps; bundle: string; i
 }
 
 const spec = (args: string[]): OciSpec => ({ ociVersion: '1.0.2', process: { args, cwd: '/' }, root: { path: '/' } });
-const proc = (args: string[], extra: Record<string, unknown> = {}) => JSON.stringify({ args, cwd: '/', ...extra });
+const proc = (args: string[], extra: Record<string, unknown> = {}) => ({ args, cwd: '/', ...extra });
 
 function alive(pid: number): boolean {
   try {

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError, alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
-import { parseProcess, type OciSpec } from '../oci/spec';
+import { checkExecProcess, type OciSpec } from '../oci/spec';
 import type { Policy } from '../policy/policy';
 import { ContainerProcess } from '../process/container-process';
 import type { ExitStatus } from '../process/exit-status';
@@ -85,7 +85,8 @@ export class Container {
     if (this.state === 'created') this.state = 'running';
   }
 
-  async exec(execId: string, processJson: string): Promise<ContainerProcess> {
+  /** `processSpec` is the OCI process as the client sent it (parsed, not yet trusted). */
+  async exec(execId: string, processSpec: unknown): Promise<ContainerProcess> {
     validateId('exec id', execId);
     this.refuseIfRemoving(`exec ${execId} in it`);
     if (this.state !== 'running') {
@@ -94,7 +95,7 @@ export class Container {
     if (execId === this.init.execId || this.execs.has(execId)) {
       throw alreadyExists(`exec id ${execId} is already used in container ${this.id}`);
     }
-    const { process: ociProcess, terminal } = parseProcess(processJson, { env: this.spec.process.env }, { containerId: this.id, policy: this.deps.policy });
+    const { process: ociProcess, terminal } = checkExecProcess(processSpec, { env: this.spec.process.env }, { containerId: this.id, policy: this.deps.policy });
     const io = terminal ? ProcessIO.terminal(this.deps.outputBufferBytes) : ProcessIO.pipes(this.deps.outputBufferBytes);
     const proc = new ContainerProcess(this.id, execId, io);
     // Reserve the id while the runtime works, so a concurrent duplicate is refused.
@@ -142,9 +143,9 @@ export class Container {
     return [this.init, ...this.execs.values()].filter((p) => p.isRunning).map((p) => p.pid!);
   }
 
-  /** The init process for an empty exec id, else the exec'd process. */
+  /** The process with this exec id: the init's (given at create) or an exec'd one. */
   process(execId: string): ContainerProcess {
-    if (execId === '' || execId === this.init.execId) return this.init;
+    if (execId === this.init.execId) return this.init;
     const proc = this.execs.get(validateId('exec id', execId));
     if (!proc) throw notFound(`process ${execId} not found in container ${this.id}`);
     return proc;
@@ -200,16 +201,11 @@ export class Container {
     this.state = 'running';
   }
 
-  async update(resourcesJson: string): Promise<void> {
+  /** New OCI LinuxResources for the container's cgroup. */
+  async update(resources: unknown): Promise<void> {
     this.refuseIfRemoving('update its resources');
-    let resources: unknown;
-    try {
-      resources = JSON.parse(resourcesJson);
-    } catch (err) {
-      throw invalidArgument(`resources_json is not valid JSON: ${(err as Error).message}`);
-    }
     if (typeof resources !== 'object' || resources === null || Array.isArray(resources)) {
-      throw invalidArgument('resources_json must be a JSON object (OCI LinuxResources)');
+      throw invalidArgument('the resources must be an object (OCI LinuxResources)');
     }
     const file = path.join(this.bundle, 'resources.json');
     await fs.writeFile(file, JSON.stringify(resources));
@@ -221,17 +217,13 @@ export class Container {
     return readCgroupStats(this.id, this.init.pid!);
   }
 
-  async processList(format: string): Promise<Buffer> {
-    if (format !== '' && format !== 'table' && format !== 'json') {
-      throw invalidArgument(`format ${JSON.stringify(format)} is not "table" or "json"`);
-    }
+  /** Every process of the container, by pid, with its command line (empty once it is gone). */
+  async processes(): Promise<Array<{ pid: number; args: string[] }>> {
     const pids = await this.pids();
-    if (format === 'json') return Buffer.from(JSON.stringify(pids));
-    const rows = await Promise.all(pids.map(async (pid) => {
+    return Promise.all(pids.map(async (pid) => {
       const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      return `${String(pid).padStart(7)} ${cmd.split('\0').filter(Boolean).join(' ')}`;
+      return { pid, args: cmd.split('\0').filter(Boolean) };
     }));
-    return Buffer.from(['    PID CMD', ...rows].join('\n') + '\n');
   }
 
   /**
@@ -258,16 +250,18 @@ export class Container {
    * Kills what still runs, deletes the runtime's container and the bundle.
    * From the first call on, nothing new starts in the container (exec,
    * start, pause, resume and update are refused), and an exec the runtime is
-   * still starting is waited for and killed too.
+   * still starting is waited for and killed too. `timeoutSeconds` bounds the
+   * wait for the killed processes to exit.
    */
   remove(timeoutSeconds: number): Promise<void> {
+    if (!(timeoutSeconds > 0)) throw invalidArgument(`the removal timeout must be a positive number of seconds, not ${timeoutSeconds}`);
     this.removing = true;
     this.removal ??= this.removeOnce(timeoutSeconds).finally(() => (this.removal = null));
     return this.removal;
   }
 
   private async removeOnce(timeoutSeconds: number): Promise<void> {
-    const deadline = AbortSignal.timeout((timeoutSeconds > 0 ? timeoutSeconds : 10) * 1000);
+    const deadline = AbortSignal.timeout(timeoutSeconds * 1000);
     // Each of these sees `removing` once its runtime call returns and kills what it started.
     await abortable(Promise.allSettled([...this.launching]), deadline, `start of the execs under way in container ${this.id}`);
     const running = [this.init, ...this.execs.values()].filter((p) => p.isRunning);

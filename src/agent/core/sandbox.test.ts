@@ -54,8 +54,8 @@ const request = (more: Partial<SandboxRequest> = {}): SandboxRequest => ({
   sandboxId: 'sb', hostname: '', dns: [], kernelModules: [], storages: [], ...more,
 });
 
-function specJson(sharedDir: string, more: Record<string, unknown> = {}): string {
-  return JSON.stringify({
+function specJson(sharedDir: string, more: Record<string, unknown> = {}): Record<string, unknown> {
+  return ({
     ociVersion: '1.0.2',
     process: { args: ['sleep', '30'], cwd: '/' },
     root: { path: path.join(sharedDir, 'rootfs') },
@@ -70,7 +70,7 @@ const mountsOf = (runtime: FakeRuntime, id: string) => (runtime.specs.get(id)!.m
 describe('Sandbox containers (fake runtime, real processes)', () => {
   it('creates, lists, starts and removes a container; an unknown one is not found', async () => {
     const { sandbox, runtime, sharedDir } = setup();
-    const c = await sandbox.createContainer('c1', '', specJson(sharedDir));
+    const c = await sandbox.createContainer('c1', 'c1', specJson(sharedDir));
     assert.deepEqual(sandbox.list().map((x) => x.id), ['c1']);
     await c.start();
     await sandbox.removeContainer('c1', 5);
@@ -81,26 +81,25 @@ describe('Sandbox containers (fake runtime, real processes)', () => {
 
   it('removeContainer keeps the kind of a typed failure and wraps only untyped ones', async () => {
     const { sandbox, runtime, sharedDir } = setup();
-    await sandbox.createContainer('c1', '', specJson(sharedDir));
-    runtime.onCall = (call) => {
-      if (call.method === 'delete') throw new AgentError('not-found', 'crun delete c1: container does not exist');
-    };
-    await assert.rejects(sandbox.removeContainer('c1', 5), isKind('not-found', /removing container c1 failed: crun delete c1: container does not exist/));
-    assert.deepEqual(sandbox.list().map((x) => x.id), ['c1'], 'still listed: the removal can be retried');
-
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir));
     runtime.onCall = (call) => {
       if (call.method === 'delete') throw new AgentError('unavailable', 'runtime busy');
     };
-    await assert.rejects(sandbox.removeContainer('c1', 5), isKind('unavailable', /runtime busy/));
+    await assert.rejects(sandbox.removeContainer('c1', 5), isKind('unavailable', /removing container c1 failed: runtime busy/));
+    assert.deepEqual(sandbox.list().map((x) => x.id), ['c1'], 'still listed: the removal can be retried');
 
     runtime.onCall = (call) => {
       if (call.method === 'delete') throw new Error('EIO: something broke');
     };
     await assert.rejects(sandbox.removeContainer('c1', 5), isKind('failed-precondition', /removing container c1 failed: EIO: something broke/));
 
-    runtime.onCall = () => {};
+    // A runtime that no longer knows the container: nothing is left to delete, the removal succeeds.
+    runtime.onCall = (call) => {
+      if (call.method === 'delete') throw new AgentError('not-found', 'crun delete c1: container does not exist');
+    };
     await sandbox.removeContainer('c1', 5);
     assert.deepEqual(sandbox.list(), []);
+    await assert.rejects(sandbox.removeContainer('c1', 5), isKind('not-found', /container c1 not found/));
   });
 
   it('a failing create leaves nothing reserved: the same id can be created next', async () => {
@@ -108,11 +107,11 @@ describe('Sandbox containers (fake runtime, real processes)', () => {
     runtime.onCall = (call) => {
       if (call.method === 'create') throw new AgentError('failed-precondition', 'fake create failed');
     };
-    await assert.rejects(sandbox.createContainer('c1', '', specJson(sharedDir)), isKind('failed-precondition', /fake create failed/));
+    await assert.rejects(sandbox.createContainer('c1', 'c1', specJson(sharedDir)), isKind('failed-precondition', /fake create failed/));
     assert.deepEqual(sandbox.list(), []);
     assert.equal(fs.existsSync(path.join(stateDir, 'containers', 'c1')), false, 'bundle removed');
     runtime.onCall = () => {};
-    await sandbox.createContainer('c1', '', specJson(sharedDir));
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir));
     assert.deepEqual(sandbox.list().map((x) => x.id), ['c1']);
     await sandbox.removeContainer('c1', 5);
   });
@@ -123,10 +122,10 @@ describe('Sandbox containers (fake runtime, real processes)', () => {
     fs.writeFileSync(hang, '#!/bin/sh\nexec sleep 1000\n', { mode: 0o755 });
     const fake = deps.runtime;
     deps.runtime = new OciRuntime({ binary: hang, globalArgs: [], root: path.join(stateDir, 'runtime'), timeoutMs: 300 }, reaper, silentLogger);
-    await assert.rejects(sandbox.createContainer('c1', '', specJson(sharedDir)), isKind('failed-precondition', /did not finish within 300 ms/));
+    await assert.rejects(sandbox.createContainer('c1', 'c1', specJson(sharedDir)), isKind('failed-precondition', /did not finish within 300 ms/));
     assert.deepEqual(sandbox.list(), []);
     deps.runtime = fake;
-    await sandbox.createContainer('c1', '', specJson(sharedDir));
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir));
     await sandbox.removeContainer('c1', 5);
   });
 });
@@ -166,7 +165,7 @@ describe('Sandbox DNS', () => {
   it('a container gets the sandbox resolv.conf read-only at /etc/resolv.conf when dns was given', async () => {
     const { sandbox, runtime, sharedDir } = setup();
     await sandbox.create(request({ dns: ['nameserver 10.0.0.2'] }));
-    await sandbox.createContainer('c1', '', specJson(sharedDir));
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir));
     const mount = mountsOf(runtime, 'c1').find((m) => m.destination === '/etc/resolv.conf');
     assert.ok(mount, 'a mount at /etc/resolv.conf');
     assert.equal(mount.source, sandbox.resolvConfPath);
@@ -178,7 +177,7 @@ describe('Sandbox DNS', () => {
   it('without dns no resolv.conf mount is added', async () => {
     const { sandbox, runtime, sharedDir } = setup();
     await sandbox.create(request());
-    await sandbox.createContainer('c1', '', specJson(sharedDir));
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir));
     assert.deepEqual(mountsOf(runtime, 'c1'), []);
     await sandbox.removeContainer('c1', 5);
   });
@@ -187,11 +186,11 @@ describe('Sandbox DNS', () => {
     const { sandbox, runtime, sharedDir } = setup();
     await sandbox.create(request({ dns: ['nameserver 10.0.0.2'] }));
     const own = { destination: '/etc/resolv.conf', type: 'bind', source: sandbox.resolvConfPath, options: ['rbind', 'ro'] };
-    await sandbox.createContainer('c1', '', specJson(sharedDir, { mounts: [own] }));
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir, { mounts: [own] }));
     assert.deepEqual(mountsOf(runtime, 'c1'), [own], 'kept as given, nothing added');
     const elsewhere = { ...own, destination: '/etc/hosts' };
     await assert.rejects(
-      sandbox.createContainer('c2', '', specJson(sharedDir, { mounts: [elsewhere] })),
+      sandbox.createContainer('c2', 'c2', specJson(sharedDir, { mounts: [elsewhere] })),
       isKind('invalid-argument', /outside the allowed root/),
     );
     await sandbox.removeContainer('c1', 5);
@@ -202,7 +201,7 @@ describe('Sandbox DNS', () => {
     await sandbox.create(request({ dns: ['nameserver 10.0.0.2'] }));
     fs.writeFileSync(path.join(sharedDir, 'my-resolv.conf'), 'nameserver 9.9.9.9\n');
     const own = { destination: '/etc/resolv.conf', type: 'bind', source: path.join(sharedDir, 'my-resolv.conf'), options: ['bind'] };
-    await sandbox.createContainer('c1', '', specJson(sharedDir, { mounts: [own] }));
+    await sandbox.createContainer('c1', 'c1', specJson(sharedDir, { mounts: [own] }));
     assert.deepEqual(mountsOf(runtime, 'c1'), [{ ...own, source: fs.realpathSync(own.source) }]);
     await sandbox.removeContainer('c1', 5);
   });

@@ -44,6 +44,8 @@ export interface SandboxRequest {
 
 /** The storage owner names: the sandbox's, and each container's. */
 const SANDBOX_OWNER = 'sandbox';
+/** How long DestroySandbox waits for each container's killed processes. */
+const DESTROY_TIMEOUT_S = 10;
 const containerOwner = (id: string) => `container:${id}`;
 
 export class Sandbox {
@@ -83,7 +85,7 @@ export class Sandbox {
   }
 
   private async createSandbox(req: SandboxRequest): Promise<void> {
-    if (req.sandboxId !== '') validateId('sandbox id', req.sandboxId);
+    validateId('sandbox id', req.sandboxId);
     if (req.kernelModules.length > 0) requireGuestInit('loading kernel modules');
     if (req.hostname !== '') requireNamespace('uts', `setting the hostname to ${req.hostname}`);
     for (const m of req.kernelModules) validateId('kernel module name', m.name);
@@ -104,7 +106,7 @@ export class Sandbox {
       await this.storage.release(SANDBOX_OWNER).catch((e: unknown) => this.log.error({ err: e }, 'unmounting sandbox storages failed'));
       throw err;
     }
-    this.id = req.sandboxId || 'sandbox';
+    this.id = req.sandboxId;
     this.dnsGiven = req.dns.length > 0;
     this.log.info({ sandbox: this.id, hostname: req.hostname, storages: req.storages.length }, 'sandbox created');
   }
@@ -114,7 +116,7 @@ export class Sandbox {
    * detaching busy ones); the guest's init then powers the machine off (see main).
    */
   async destroy(): Promise<void> {
-    for (const id of [...this.containers.keys()]) await this.removeContainer(id, 0);
+    for (const id of [...this.containers.keys()]) await this.removeContainer(id, DESTROY_TIMEOUT_S);
     await this.storage.releaseAll();
     this.id = null;
     this.dnsGiven = false;
@@ -125,12 +127,13 @@ export class Sandbox {
    * spec may use a storage's mount point (root.path, a bind-mount source).
    * If the create fails, the storages it mounted are unmounted again.
    */
-  async createContainer(id: string, initExecId: string, specJson: string, storages: StorageSpec[] = []): Promise<Container> {
+  /** `spec` is the OCI runtime spec as the client sent it (parsed, not yet trusted: prepareSpec checks it). */
+  async createContainer(id: string, initExecId: string, spec: unknown, storages: StorageSpec[] = []): Promise<Container> {
     validateId('container id', id);
-    if (initExecId !== '') validateId('exec id', initExecId);
+    validateId('exec id', initExecId);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
     const resolvConf = { source: this.resolvConfPath, destination: RESOLV_CONF_DESTINATION };
-    const { spec, terminal } = prepareSpec(specJson, {
+    const { spec: checked, terminal } = prepareSpec(spec, {
       containerId: id,
       sharedDir: this.options.sharedDir,
       agentBinds: [resolvConf],
@@ -145,15 +148,15 @@ export class Sandbox {
     // a spec that mounts nothing at /etc/resolv.conf gets it added when
     // CreateSandbox gave dns lines. A spec with its own /etc/resolv.conf
     // mount keeps it: the client chose.
-    if (this.dnsGiven && !(spec.mounts ?? []).some((m) => path.posix.normalize(m.destination) === RESOLV_CONF_DESTINATION)) {
-      spec.mounts = [...(spec.mounts ?? []), { ...resolvConf, type: 'bind', options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] }];
+    if (this.dnsGiven && !(checked.mounts ?? []).some((m) => path.posix.normalize(m.destination) === RESOLV_CONF_DESTINATION)) {
+      checked.mounts = [...(checked.mounts ?? []), { ...resolvConf, type: 'bind', options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] }];
     }
     this.creating.add(id);
     try {
       await this.storage.acquire(containerOwner(id), storages, 'storages');
       try {
         const bundle = path.join(this.options.stateDir, 'containers', id);
-        const container = await Container.create(id, initExecId || id, bundle, spec, terminal, this.deps);
+        const container = await Container.create(id, initExecId, bundle, checked, terminal, this.deps);
         this.containers.set(id, container);
         this.log.info({ container: id, pid: container.init.pid, storages: storages.length }, 'container created');
         return container;

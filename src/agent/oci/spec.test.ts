@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { parsePolicy, type Policy } from '../policy/policy';
-import { parseProcess, prepareSpec, type SpecContext } from './spec';
+import { checkExecProcess, prepareSpec, type SpecContext } from './spec';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'spec-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -23,8 +23,8 @@ const nsOf = (pid: number | 'self') => fs.statSync(`/proc/${pid}/ns/ipc`).ino;
 const strict: Policy = parsePolicy(Buffer.from(JSON.stringify({ format: 1, containers: { host_namespaces: ['network', 'cgroup'] } })), 'strict.json');
 const OWN_NAMESPACES = [{ type: 'mount' }, { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }];
 
-function spec(more: Record<string, unknown> = {}, linux: Record<string, unknown> = {}): string {
-  return JSON.stringify({
+function spec(more: Record<string, unknown> = {}, linux: Record<string, unknown> = {}): Record<string, unknown> {
+  return ({
     ociVersion: '1.0.2',
     process: { args: ['sh'], cwd: '/' },
     root: { path: 'rootfs' },
@@ -34,7 +34,7 @@ function spec(more: Record<string, unknown> = {}, linux: Record<string, unknown>
 }
 
 const ctx = (more: Partial<SpecContext> = {}): SpecContext => ({ containerId: 'c1', sharedDir: shared, policy: strict, ...more });
-const prepare = (text: string, more: Partial<SpecContext> = {}) => prepareSpec(text, ctx(more)).spec;
+const prepare = (raw: unknown, more: Partial<SpecContext> = {}) => prepareSpec(raw, ctx(more)).spec;
 
 const refused = (kind: string, re: RegExp) => (err: unknown) => {
   assert.ok(err instanceof AgentError, String(err));
@@ -107,7 +107,7 @@ describe('spec namespaces', () => {
 
   it('a mount namespace is required; a missing one is refused whatever the policy', () => {
     assert.throws(() => prepare(withNs([{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }])), invalid(/no mount namespace/));
-    assert.throws(() => prepare(JSON.stringify({ ociVersion: '1', process: { args: ['x'] }, root: { path: 'rootfs' } })), invalid(/no mount namespace/));
+    assert.throws(() => prepare({ ociVersion: '1', process: { args: ['x'] }, root: { path: 'rootfs' } }), invalid(/no mount namespace/));
   });
 
   it("the agent's own namespaces may never be joined by path; a sibling container's may", () => {
@@ -149,7 +149,7 @@ describe('spec privileges', () => {
     for (const set of ['bounding', 'effective', 'permitted', 'inheritable', 'ambient']) {
       assert.throws(() => prepare(spec({ process: { args: ['sh'], capabilities: { [set]: ['CAP_CHOWN', 'CAP_SYS_ADMIN'] } } })), denied(/capability CAP_SYS_ADMIN in container c1/), set);
     }
-    assert.throws(() => parseProcess(JSON.stringify({ args: ['sh'], capabilities: { bounding: ['CAP_SYS_MODULE'] } }), {}, { containerId: 'c1', policy: strict }), denied(/CAP_SYS_MODULE/));
+    assert.throws(() => checkExecProcess({ args: ['sh'], capabilities: { bounding: ['CAP_SYS_MODULE'] } }, {}, { containerId: 'c1', policy: strict }), denied(/CAP_SYS_MODULE/));
     assert.throws(() => prepare(spec({ process: { args: ['sh'], capabilities: { bounding: ['sys_admin'] } } })), invalid(/is not a capability name/));
     assert.ok(prepare(spec({ process: { args: ['sh'], capabilities: { bounding: ['CAP_CHOWN', 'CAP_NET_BIND_SERVICE', 'CAP_KILL'] } } })));
   });
@@ -161,7 +161,7 @@ describe('spec privileges', () => {
     assert.ok(prepare(spec({}, { resources: { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }] } })));
     assert.throws(() => prepare(spec({}, { sysctl: { 'kernel.panic': '1' } })), denied(/sysctl "kernel\.panic"/));
     assert.throws(() => prepare(spec({}, { sysctl: { 'net.ipv4.ip_forward': '1' } })), denied(/net\.ipv4/), 'the container shares the guest network here');
-    assert.ok(prepare(JSON.stringify({ ociVersion: '1', process: { args: ['x'] }, root: { path: 'rootfs' }, linux: { namespaces: [...OWN_NAMESPACES, { type: 'network' }], sysctl: { 'net.ipv4.ip_forward': '1', 'kernel.shmmax': '1', 'kernel.hostname': 'x' } } })));
+    assert.ok(prepare({ ociVersion: '1', process: { args: ['x'] }, root: { path: 'rootfs' }, linux: { namespaces: [...OWN_NAMESPACES, { type: 'network' }], sysctl: { 'net.ipv4.ip_forward': '1', 'kernel.shmmax': '1', 'kernel.hostname': 'x' } } }));
   });
 
   it('the default masked and read-only paths come back; propagation and cgroup placement stay the container\'s', () => {
@@ -177,7 +177,7 @@ describe('spec privileges', () => {
 
   it('exec rules of the policy apply to exec\'d processes', () => {
     const p = parsePolicy(Buffer.from('{"format":1,"exec":{"allowed":true,"commands":["ls"]}}'), 'e.json');
-    assert.ok(parseProcess(JSON.stringify({ args: ['ls'] }), {}, { containerId: 'c1', policy: p }));
-    assert.throws(() => parseProcess(JSON.stringify({ args: ['sh'] }), {}, { containerId: 'c1', policy: p }), denied(/exec of "sh" in container c1/));
+    assert.ok(checkExecProcess({ args: ['ls'] }, {}, { containerId: 'c1', policy: p }));
+    assert.throws(() => checkExecProcess({ args: ['sh'] }, {}, { containerId: 'c1', policy: p }), denied(/exec of "sh" in container c1/));
   });
 });

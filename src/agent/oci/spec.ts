@@ -37,14 +37,6 @@ export interface OciSpec {
   [key: string]: unknown;
 }
 
-function parseJson(what: string, text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`${what} is not valid JSON: ${(err as Error).message}`);
-  }
-}
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -102,9 +94,8 @@ export interface SpecContext {
  * terminal is handed over as a pass-through pty, so `terminal` becomes false
  * in the bundle and is returned separately.
  */
-export function prepareSpec(text: string, ctx: SpecContext): { spec: OciSpec; terminal: boolean } {
+export function prepareSpec(raw: unknown, ctx: SpecContext): { spec: OciSpec; terminal: boolean } {
   const policy = ctx.policy ?? NO_POLICY;
-  const raw = parseJson('oci_spec_json', text);
   if (!isObject(raw)) throw invalidArgument('oci_spec_json must be a JSON object');
   if (typeof raw.ociVersion !== 'string') throw invalidArgument('oci_spec_json.ociVersion must be a string');
   const process = checkProcess('oci_spec_json.process', raw.process);
@@ -148,13 +139,13 @@ export function prepareSpec(text: string, ctx: SpecContext): { spec: OciSpec; te
 }
 
 /** An exec'd process: the same process checks as an init, its capabilities, and the policy's exec rules. */
-export function parseProcess(
-  text: string,
+export function checkExecProcess(
+  raw: unknown,
   defaults: { env?: string[] },
   ctx: { containerId: string; policy?: Policy } = { containerId: '' },
 ): { process: OciProcess; terminal: boolean } {
   const policy = ctx.policy ?? NO_POLICY;
-  const process = checkProcess('oci_process_json', parseJson('oci_process_json', text), defaults);
+  const process = checkProcess('oci_process_json', raw, defaults);
   checkCapabilities('oci_process_json', process.capabilities, ctx.containerId, policy);
   checkExec(policy, process.args[0]!, ctx.containerId);
   return { process: { ...process, terminal: false }, terminal: process.terminal === true };

@@ -2,6 +2,8 @@
 import type { AgentCore } from '../../agent/core';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
+import { parseJsonField } from '../json';
+import { DEFAULT_REMOVE_TIMEOUT_S, formatProcessList } from './defaults';
 import { storageFromV1 } from './sandbox';
 
 type Group =
@@ -12,7 +14,8 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;
   return {
     CreateContainer: rpc.unary(async (req) => {
-      await sandbox.createContainer(req.container_id, req.exec_id, req.oci_spec_json, req.storages.map(storageFromV1));
+      const spec = parseJsonField('oci_spec_json', req.oci_spec_json);
+      await sandbox.createContainer(req.container_id, req.exec_id || req.container_id, spec, req.storages.map(storageFromV1));
       return {};
     }),
     StartContainer: rpc.unary(async (req) => {
@@ -20,7 +23,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
       return {};
     }),
     RemoveContainer: rpc.unary(async (req) => {
-      await sandbox.removeContainer(req.container_id, req.timeout);
+      await sandbox.removeContainer(req.container_id, req.timeout || DEFAULT_REMOVE_TIMEOUT_S);
       return {};
     }),
     PauseContainer: rpc.unary(async (req) => {
@@ -32,7 +35,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
       return {};
     }),
     UpdateContainer: rpc.unary(async (req) => {
-      await sandbox.container(req.container_id).update(req.resources_json);
+      await sandbox.container(req.container_id).update(parseJsonField('resources_json', req.resources_json));
       return {};
     }),
     StatsContainer: rpc.unary(async (req) => {
@@ -45,7 +48,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
       };
     }),
     ListProcesses: rpc.unary(async (req) => ({
-      process_list: await sandbox.container(req.container_id).processList(req.format),
+      process_list: formatProcessList(req.format, await sandbox.container(req.container_id).processes()),
     })),
   } satisfies Pick<AgentV1Handlers, Group>;
 }

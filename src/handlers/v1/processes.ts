@@ -3,20 +3,24 @@ import type { AgentCore } from '../../agent/core';
 import { shellStatus } from '../../agent/process/exit-status';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
+import { parseJsonField } from '../json';
+import { execIdOf } from './defaults';
 
 export function processHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;
   return {
     ExecProcess: rpc.unary(async (req) => {
-      await sandbox.container(req.container_id).exec(req.exec_id, req.oci_process_json);
+      await sandbox.container(req.container_id).exec(req.exec_id, parseJsonField('oci_process_json', req.oci_process_json));
       return {};
     }),
     SignalProcess: rpc.unary((req) => {
-      sandbox.container(req.container_id).signal(req.exec_id, req.signal);
+      const c = sandbox.container(req.container_id);
+      c.signal(execIdOf(c, req.exec_id), req.signal);
       return {};
     }),
     WaitProcess: rpc.unary(async (req, ctx) => {
-      const status = await sandbox.container(req.container_id).wait(req.exec_id, ctx.signal);
+      const c = sandbox.container(req.container_id);
+      const status = await c.wait(execIdOf(c, req.exec_id), ctx.signal);
       return { status: shellStatus(status) };
     }),
   } satisfies Pick<AgentV1Handlers, 'ExecProcess' | 'SignalProcess' | 'WaitProcess'>;

@@ -4,6 +4,7 @@ import type { RpcBoundary } from '../../agent/server/rpc';
 import type { StorageSpec } from '../../agent/storage';
 import type { Storage__Output } from '../../generated/agent/v1/Storage';
 import type { AgentV1Handlers } from '../../protocol';
+import { DEFAULT_SANDBOX_ID } from './defaults';
 
 /** agent.v1.Storage -> the core's StorageSpec (CreateSandbox and CreateContainer). */
 export function storageFromV1(s: Storage__Output): StorageSpec {
@@ -21,7 +22,7 @@ export function sandboxHandlers(core: AgentCore, rpc: RpcBoundary) {
   return {
     CreateSandbox: rpc.unary(async (req) => {
       await core.sandbox.create({
-        sandboxId: req.sandbox_id,
+        sandboxId: req.sandbox_id || DEFAULT_SANDBOX_ID,
         hostname: req.hostname,
         dns: req.dns,
         kernelModules: req.kernel_modules.map((m) => ({ name: m.name, parameters: m.parameters })),
