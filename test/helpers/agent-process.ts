@@ -33,6 +33,8 @@ export interface StartOptions {
   unshare?: string[];
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Which of the agent's output lines logs() keeps (all by default); a long run keeps only what it needs. */
+  keepLine?: (line: string) => boolean;
 }
 
 export async function startAgent(options: StartOptions = {}): Promise<TestAgent> {
@@ -56,11 +58,15 @@ export async function startAgent(options: StartOptions = {}): Promise<TestAgent>
   );
   const lines: string[] = [];
   let partial = '';
+  let announced = false;
   const onData = (b: Buffer) => {
     const text = partial + b.toString();
     const parts = text.split('\n');
     partial = parts.pop()!;
-    lines.push(...parts);
+    for (const l of parts) {
+      if (!announced && l.includes('"msg":"announce"')) announced = true;
+      if (!options.keepLine || options.keepLine(l)) lines.push(l);
+    }
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
@@ -68,7 +74,7 @@ export async function startAgent(options: StartOptions = {}): Promise<TestAgent>
   child.once('exit', () => (exited = true));
 
   const deadline = Date.now() + 15000;
-  while (!lines.some((l) => l.includes('"msg":"announce"'))) {
+  while (!announced) {
     if (exited) throw new Error(`agent exited during start-up:\n${lines.join('\n')}${partial}`);
     if (Date.now() > deadline) throw new Error(`agent did not announce itself within 15 s:\n${lines.join('\n')}`);
     await new Promise((r) => setTimeout(r, 20));
