@@ -7,19 +7,37 @@ export type ErrorKind =
   | 'invalid-argument'
   | 'failed-precondition'
   | 'permission-denied'
+  | 'out-of-range'
   | 'resource-exhausted'
   | 'unimplemented'
   | 'unavailable'
   | 'internal';
 
+export interface ErrorOptions {
+  cause?: unknown;
+  /**
+   * A machine-readable reason more precise than the kind (UPPER_SNAKE_CASE,
+   * e.g. "POLICY_DENIED"), with facts a client can act on ("first_offset").
+   * Protocols that carry error details (v2) send them; the default reason is
+   * the kind's name.
+   */
+  reason?: string;
+  metadata?: Record<string, string>;
+}
+
 export class AgentError extends Error {
+  readonly reason: string;
+  readonly metadata: Record<string, string>;
+
   constructor(
     readonly kind: ErrorKind,
     message: string,
-    options?: { cause?: unknown },
+    options: ErrorOptions = {},
   ) {
-    super(message, options);
+    super(message, { cause: options.cause });
     this.name = 'AgentError';
+    this.reason = options.reason ?? kind.toUpperCase().replace(/-/g, '_');
+    this.metadata = options.metadata ?? {};
   }
 }
 
@@ -30,6 +48,8 @@ export const failedPrecondition = (message: string, cause?: unknown) =>
   new AgentError('failed-precondition', message, { cause });
 export const resourceExhausted = (message: string) => new AgentError('resource-exhausted', message);
 export const unimplemented = (message: string) => new AgentError('unimplemented', message);
+/** A stream position the agent no longer (or not yet) holds; metadata says which one it does. */
+export const outOfRange = (message: string, metadata: Record<string, string> = {}) => new AgentError('out-of-range', message, { metadata });
 
 /** The message of any thrown value, for logs and wrapped errors. */
 export function describe(err: unknown): string {

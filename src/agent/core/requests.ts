@@ -60,7 +60,8 @@ export class RequestLedger {
     const known = this.entries.get(requestId);
     if (known) {
       if (known.digest !== digest) {
-        throw new AgentError('already-exists', `request id ${excerpt(requestId)} was already used for a different request; use a new id for a new request`);
+        throw new AgentError('already-exists', `request id ${excerpt(requestId)} was already used for a different request; use a new id for a new request`,
+          { reason: 'REQUEST_ID_REUSED' });
       }
       return known.result as Promise<T>;
     }

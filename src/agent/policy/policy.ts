@@ -116,9 +116,11 @@ export class PolicyError extends Error {}
 /** The error every denial is: PERMISSION_DENIED at the RPC boundary, naming the rule. */
 export function denied(policy: Policy, rule: string, what: string): AgentError {
   if (policy.error) {
-    return new AgentError('permission-denied', `${what} is denied: the agent policy ${policy.source} could not be used (${policy.error}); fix the file and restart the agent`);
+    return new AgentError('permission-denied', `${what} is denied: the agent policy ${policy.source} could not be used (${policy.error}); fix the file and restart the agent`,
+      { reason: 'POLICY_UNUSABLE', metadata: { policy: policy.source } });
   }
-  return new AgentError('permission-denied', `${what} is denied by the agent policy (${policy.source}, rule ${rule})`);
+  return new AgentError('permission-denied', `${what} is denied by the agent policy (${policy.source}, rule ${rule})`,
+    { reason: 'POLICY_DENIED', metadata: { policy: policy.source, rule: rule.split(':')[0]!, digest: policy.digest } });
 }
 
 export function loadPolicy(file: string): Policy {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { AgentError, type ErrorKind } from '../errors';
@@ -6,6 +7,7 @@ import { silentLogger } from '../log';
 import { RpcBoundary, describePath, toStatus } from './rpc';
 import { RpcMetrics } from './rpc-metrics';
 import { selectVersion } from './negotiate';
+import { decodeStatusDetails, STATUS_DETAILS_KEY } from '../../status-details';
 
 /** A stand-in for a grpc-js unary call: just what the boundary touches. */
 function fakeCall(path: string, request: unknown) {
@@ -75,5 +77,55 @@ describe('version negotiation', () => {
   it('fails clearly when there is none', () => {
     assert.throws(() => selectVersion(['v3'], ['v1', 'v2']), (e: unknown) =>
       e instanceof AgentError && e.kind === 'failed-precondition' && /v3/.test(e.message) && /v1, v2/.test(e.message));
+  });
+});
+
+describe('RPC boundary: streams and status details', () => {
+  /** A stand-in server-streaming call whose writes never drain (a client that stopped reading). */
+  function stuckStream(path: string) {
+    const call = new EventEmitter() as unknown as grpc.ServerWritableStream<unknown, unknown> & { ended: boolean; status?: unknown };
+    Object.assign(call, {
+      getPath: () => path,
+      request: {},
+      write: () => false,
+      end: () => (call.ended = true),
+    });
+    call.on('error', (s: unknown) => (call.status = s));
+    return call;
+  }
+
+  it('a send waiting for drain settles when the client cancels: the stream function finishes', async () => {
+    const rpc = new RpcBoundary(silentLogger, new RpcMetrics());
+    let sendFailed: unknown;
+    let finished!: () => void;
+    const done = new Promise<void>((r) => (finished = r));
+    const call = stuckStream('/agent.v2.AgentService/ReadOutput');
+    rpc.serverStream(async (_req, _ctx, send) => {
+      try {
+        await send({});
+      } catch (err) {
+        sendFailed = err;
+        throw err;
+      } finally {
+        finished();
+      }
+    })(call);
+    await new Promise((r) => setImmediate(r));
+    call.emit('cancelled');
+    await done;
+    assert.ok(sendFailed instanceof AgentError && sendFailed.kind === 'unavailable', String(sendFailed));
+  });
+
+  it('v2 statuses carry the reason and metadata in grpc-status-details-bin; v1 ones do not', async () => {
+    const fail = () => { throw new AgentError('out-of-range', 'bytes before 42 were released', { metadata: { first_offset: '42' } }); };
+    const v2 = new RpcBoundary(silentLogger, new RpcMetrics(), undefined, { statusDetails: true });
+    const { err } = await invoke(v2.unary(fail), '/agent.v2.AgentService/X');
+    assert.equal(err?.code, grpc.status.OUT_OF_RANGE);
+    const bin = (err?.metadata as grpc.Metadata).get(STATUS_DETAILS_KEY)[0] as Buffer;
+    assert.deepEqual(decodeStatusDetails(bin), {
+      code: grpc.status.OUT_OF_RANGE, message: 'bytes before 42 were released', reason: 'OUT_OF_RANGE', domain: 'agent', metadata: { first_offset: '42' },
+    });
+    const v1 = new RpcBoundary(silentLogger, new RpcMetrics());
+    assert.equal((await invoke(v1.unary(fail), '/agent.v1.AgentService/X')).err?.metadata, undefined);
   });
 });

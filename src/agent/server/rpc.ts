@@ -9,6 +9,7 @@ import type { RpcMetrics } from './rpc-metrics';
 import { capStatusMessage, MAX_STATUS_BYTES } from './status-text';
 import { NO_POLICY, type Policy } from '../policy/policy';
 import { checkRpc } from '../policy/rules';
+import { encodeStatusDetails, STATUS_DETAILS_KEY } from '../../status-details';
 
 export interface RpcContext {
   log: Logger;
@@ -22,6 +23,7 @@ const STATUS_OF: Record<ErrorKind, grpc.status> = {
   'invalid-argument': grpc.status.INVALID_ARGUMENT,
   'failed-precondition': grpc.status.FAILED_PRECONDITION,
   'permission-denied': grpc.status.PERMISSION_DENIED,
+  'out-of-range': grpc.status.OUT_OF_RANGE,
   'resource-exhausted': grpc.status.RESOURCE_EXHAUSTED,
   unimplemented: grpc.status.UNIMPLEMENTED,
   unavailable: grpc.status.UNAVAILABLE,
@@ -42,6 +44,11 @@ export class RpcBoundary {
     readonly metrics: RpcMetrics,
     /** Which RPCs the operator allows (policy/): checked before any handler runs. */
     private readonly policy: Policy = NO_POLICY,
+    /**
+     * Send each failure's machine-readable reason in grpc-status-details-bin
+     * (status-details.ts): protocol v2 does; v1 and Discovery keep plain statuses.
+     */
+    private readonly options: { statusDetails?: boolean } = {},
   ) {}
 
   unary<Req, Res>(fn: (req: Req, ctx: RpcContext) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> {
@@ -64,8 +71,24 @@ export class RpcBoundary {
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
       const { ctx, finish, admitted } = this.begin(call, call.request);
+      // Settles when the message is handed on, or fails once the call is
+      // cancelled: a send waiting for 'drain' on a dead call would never settle.
+      const gone = () => new AgentError('unavailable', 'the client cancelled the call or went away');
       const send = (msg: Res) =>
-        new Promise<void>((resolve) => (call.write(msg) ? resolve() : call.once('drain', () => resolve())));
+        new Promise<void>((resolve, reject) => {
+          if (ctx.signal.aborted) return reject(gone());
+          if (call.write(msg)) return resolve();
+          const onAbort = () => {
+            call.removeListener('drain', onDrain);
+            reject(gone());
+          };
+          const onDrain = () => {
+            ctx.signal.removeEventListener('abort', onAbort);
+            resolve();
+          };
+          call.once('drain', onDrain);
+          ctx.signal.addEventListener('abort', onAbort, { once: true });
+        });
       Promise.resolve()
         .then(() => fn(admitted(call.request), ctx, send))
         .then(
@@ -113,7 +136,11 @@ export class RpcBoundary {
       this.metrics.record(version, method, grpc.status[status.code]);
       if (status.code === grpc.status.INTERNAL) log.error({ err, ms }, 'internal error');
       else log.info({ code: grpc.status[status.code], error: status.details, ms }, 'failed');
-      return status;
+      if (!this.options.statusDetails) return status;
+      const metadata = new grpc.Metadata();
+      const why = err instanceof AgentError ? { reason: err.reason, metadata: err.metadata } : { reason: 'INTERNAL', metadata: {} };
+      metadata.set(STATUS_DETAILS_KEY, encodeStatusDetails(status.code, status.details, why));
+      return { ...status, metadata };
     };
     /** The request, once the policy allows the call and its bytes decoded. */
     const admitted = <Req>(req: Req): Req => {
