@@ -1,17 +1,17 @@
-// Tests of the v1 network conversions: agent.v1 wire messages (Interface,
+// Tests of the network conversions (network-wire.ts): the wire messages v1 and v2 share (Interface,
 // Route, ARPNeighbor, IPFamily) to the network module's arguments, and the
 // invalid-argument errors a bad message gets. Pure functions: no namespace, no
 // command, no build needed. The network module itself is tested in
 // src/agent/network/network.test.ts, the RPCs end to end in
 // test/integration/network.test.ts.
-// Run: node --import tsx --test src/handlers/v1/network.test.ts
+// Run: node --import tsx --test src/handlers/network-wire.test.ts
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isKind } from '../../agent/errors.testing';
-import { familyFromWire, interfaceFromWire, neighborFromWire, routeFromWire } from './network';
+import { isKind } from '../agent/errors.testing';
+import { familyFromWire, interfaceFromWire, neighborFromWire, routeFromWire } from './network-wire';
 
-describe('v1 conversions', () => {
+describe('network wire conversions', () => {
   test('IPFamily names map to families; unknown values are refused', () => {
     assert.equal(familyFromWire('f', 'IP_FAMILY_V4'), 4);
     assert.equal(familyFromWire('f', 'IP_FAMILY_V6'), 6);
