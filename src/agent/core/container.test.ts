@@ -71,8 +71,8 @@ describe('Container (fake runtime, real processes)', () => {
     assert.ok(p.pid! > 0);
     const status = await c.wait('e1', AbortSignal.timeout(5000));
     assert.deepEqual([status.code, status.signal], [3, null]);
-    assert.equal((await c.readOutput('e1', 'stdout', 100)).toString(), 'hello\n');
-    assert.equal((await c.readOutput('e1', 'stderr', 100)).toString(), 'oops\n');
+    assert.equal((await c.readOutput('e1', 'stdout', 'v1', 'next', 100)).data.toString(), 'hello\n');
+    assert.equal((await c.readOutput('e1', 'stderr', 'v1', 'next', 100)).data.toString(), 'oops\n');
 
     const initPid = c.init.pid!;
     await c.remove(5);
@@ -145,5 +145,52 @@ describe('Container (fake runtime, real processes)', () => {
     await assert.rejects(Container.create(id, id, bundle, spec(['sleep', '30']), false, deps), isKind('failed-precondition', /fake create failed/));
     assert.deepEqual(runtime.calls.map((x) => x.method), ['create', 'delete']);
     assert.equal(fs.existsSync(bundle), false);
+  });
+});
+
+describe('Container.readOutput (readers with places of their own)', () => {
+  it("serves a v1 reader ('next') and a v2 reader (offsets) every byte, and forgets the exec once both were answered the end", async () => {
+    const { deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    await c.start();
+    await c.exec('e2', proc(['sh', '-c', 'printf abcdefgh']));
+    await c.wait('e2', AbortSignal.timeout(5000));
+    assert.deepEqual(await c.readOutput('e2', 'stdout', 'v2', 0, 3), { offset: 0, data: Buffer.from('abc'), eof: false });
+    assert.equal((await c.readOutput('e2', 'stdout', 'v1', 'next', 100)).data.toString(), 'abcdefgh');
+    assert.deepEqual(await c.readOutput('e2', 'stdout', 'v1', 'next', 100), { offset: 8, data: Buffer.alloc(0), eof: true });
+    assert.equal(c.process('e2').execId, 'e2', 'v2 is still owed the rest');
+    await assert.rejects(
+      c.readOutput('e2', 'stdout', 'v2', 100, 10),
+      isKind('out-of-range', new RegExp(`^offset 100 is past the end of stdout of exec e2 in container ${id} \\(8\\)$`)),
+    );
+    assert.deepEqual(await c.readOutput('e2', 'stdout', 'v2', 3, 100), { offset: 3, data: Buffer.from('defgh'), eof: true });
+    assert.equal(c.process('e2').execId, 'e2', 'v2 has the last bytes but was not yet answered the end');
+    assert.deepEqual(await c.readOutput('e2', 'stdout', 'v2', 8, 100), { offset: 8, data: Buffer.alloc(0), eof: true });
+    // stderr ended empty and nobody registered there: nothing is owed.
+    assert.throws(() => c.process('e2'), isKind('not-found'));
+    await assert.rejects(c.readOutput('e2', 'stdout', 'v1', 'next', 100), isKind('not-found'));
+    await c.remove(5);
+  });
+
+  it('answers a reader asking for released bytes with out-of-range naming the first offset held; v1 alone behaves as before', async () => {
+    const { deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    await c.start();
+    await c.exec('e3', proc(['sh', '-c', 'printf 0123456789; printf err >&2']));
+    await c.wait('e3', AbortSignal.timeout(5000));
+    assert.equal((await c.readOutput('e3', 'stdout', 'v1', 'next', 4)).data.toString(), '0123');
+    await assert.rejects(
+      c.readOutput('e3', 'stdout', 'v2', 0, 10),
+      isKind('out-of-range', new RegExp(`^bytes before offset 4 of stdout of exec e3 in container ${id} were already released; read from 4$`)),
+    );
+    await assert.rejects(c.readOutput('e3', 'stdout', 'bad reader!', 'next', 10), isKind('invalid-argument', /reader/));
+    assert.equal((await c.readOutput('e3', 'stdout', 'v1', 'next', 100)).data.toString(), '456789');
+    assert.equal((await c.readOutput('e3', 'stdout', 'v1', 'next', 100)).data.length, 0);
+    assert.equal(c.process('e3').execId, 'e3', 'stderr is still owed to whoever reads it');
+    assert.equal((await c.readOutput('e3', 'stderr', 'v1', 'next', 100)).data.toString(), 'err');
+    assert.equal(c.process('e3').execId, 'e3', 'v1 has the bytes of stderr, not yet its end');
+    assert.equal((await c.readOutput('e3', 'stderr', 'v1', 'next', 100)).data.length, 0);
+    assert.throws(() => c.process('e3'), isKind('not-found'));
+    await c.remove(5);
   });
 });

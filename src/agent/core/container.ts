@@ -8,6 +8,7 @@ import type { Policy } from '../policy/policy';
 import { ContainerProcess } from '../process/container-process';
 import type { ExitStatus } from '../process/exit-status';
 import { ProcessIO } from '../process/process-io';
+import type { OutputChunk } from '../stdio/output-stream';
 import type { Reaper } from '../process/reaper';
 import { validateId } from '../validate';
 import { readCgroupStats, type CgroupStats } from './cgroup-stats';
@@ -171,15 +172,34 @@ export class Container {
     return status;
   }
 
-  /** Up to `max` bytes of a process's output; waits for data; empty at end of stream. */
-  async readOutput(execId: string, stream: 'stdout' | 'stderr', max: number, signal?: AbortSignal): Promise<Buffer> {
+  /**
+   * Up to `max` bytes of a process's output, read by the reader named
+   * `reader` (each reader has its own place; output is released once every
+   * reader is past it). From an offset: the bytes there, and the reader needs
+   * nothing before it (a reader acknowledges by asking for a later offset).
+   * From 'next': the bytes at the reader's own position, which then moves
+   * past them (each byte once, as v1 polls). Waits while nothing is there yet
+   * (an abort answers no bytes, `eof: false`); `eof` once nothing follows.
+   * Out of range: bytes already released (the error names the first offset
+   * still held) or an offset past the end.
+   */
+  async readOutput(
+    execId: string,
+    stream: 'stdout' | 'stderr',
+    reader: string,
+    from: number | 'next',
+    max: number,
+    signal?: AbortSignal,
+  ): Promise<OutputChunk> {
     const proc = this.process(execId);
-    const data = await proc.io[stream].read(max, signal);
+    validateId('reader', reader);
+    const subject = `${stream} of exec ${proc.execId} in container ${this.id}`;
+    const chunk = await proc.io[stream].readAs(reader, from, max, { signal, subject });
     if (proc !== this.init) this.forgetWhenDrained(proc);
-    return data;
+    return chunk;
   }
 
-  /** An exec is forgotten once its status is collected and its output read to the end (see OutputBuffer.drained). */
+  /** An exec is forgotten once its status is collected and its output read to the end by every reader (see OutputStream.drained). */
   private forgetWhenDrained(proc: ContainerProcess): void {
     if (proc.collected && proc.io.stdout.drained && proc.io.stderr.drained && this.execs.get(proc.execId) === proc) {
       this.execs.delete(proc.execId);

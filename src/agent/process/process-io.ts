@@ -1,17 +1,35 @@
 // The stdio of one container process: pipes, or a pass-through pty. The
 // agent owns the agent-side ends for the whole life of the process, so output
-// survives the OCI runtime's exit and is kept (bounded) until read.
+// survives the OCI runtime's exit and is kept (bounded) until read. Output
+// streams and stdin are both counted in absolute byte offsets, so a client
+// that lost a reply or its connection resumes exactly where it stopped.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { failedPrecondition } from '../errors';
-import { OutputBuffer } from '../stdio/output-buffer';
+import { failedPrecondition, invalidArgument, outOfRange } from '../errors';
+import { OutputStream, type StreamState } from '../stdio/output-stream';
 import { Pty } from '../stdio/pty';
 
+/** Where the stdio of a process stands, for a client that attaches again. */
+export interface StdioState {
+  stdout: StreamState;
+  stderr: StreamState;
+  /** Bytes of stdin accepted so far: the offset of the next write. */
+  stdin: { written: number };
+}
+
 export class ProcessIO {
-  stdout!: OutputBuffer;
-  stderr!: OutputBuffer;
+  stdout!: OutputStream;
+  stderr!: OutputStream;
   private stdin: Writable | null = null;
+  /** Bytes of stdin accepted (queued in order) so far. */
+  private written_ = 0;
+  /** Settles once every write accepted so far has been delivered or has failed; never rejects. */
+  private stdinDone: Promise<void> = Promise.resolve();
+  /** The first stdin write that failed: stdin is broken from then on. */
+  private stdinFailure: Error | null = null;
+  /** CloseStdin was asked for (pipes): no write is accepted after it. */
+  private stdinClosing = false;
   private readonly pty: Pty | null;
   /** What the process got as fds 0-2, as "dev:ino" (see holders()); null where unknown. */
   private peerEnds: Array<string | null> = [];
@@ -43,11 +61,11 @@ export class ProcessIO {
       const slave = identify(this.pty.slaveFd);
       this.peerEnds = [slave, slave, slave];
       this.pty.closeSlave();
-      this.stdout = new OutputBuffer(this.pty.output, this.bufferLimit);
+      this.stdout = new OutputStream(this.pty.output, this.bufferLimit, 'stdout');
       // A terminal has one output stream; stderr is empty from the start.
       const none = new PassThrough();
       none.end();
-      this.stderr = new OutputBuffer(none, this.bufferLimit);
+      this.stderr = new OutputStream(none, this.bufferLimit, 'stderr');
       return;
     }
     // child_process makes each 'pipe' a socketpair and keeps the first socket;
@@ -67,33 +85,89 @@ export class ProcessIO {
     child.stdin = null;
     // EPIPE when the process has closed stdin is reported on the write call.
     this.stdin!.on('error', () => {});
-    this.stdout = new OutputBuffer(child.stdout as Readable, this.bufferLimit);
-    this.stderr = new OutputBuffer(child.stderr as Readable, this.bufferLimit);
+    this.stdout = new OutputStream(child.stdout as Readable, this.bufferLimit, 'stdout');
+    this.stderr = new OutputStream(child.stderr as Readable, this.bufferLimit, 'stderr');
   }
 
+  /** Bytes of stdin accepted so far: the offset the next write starts at. */
+  get written(): number {
+    return this.written_;
+  }
+
+  snapshot(): StdioState {
+    return { stdout: this.stdout.snapshot(), stderr: this.stderr.snapshot(), stdin: { written: this.written_ } };
+  }
+
+  /** Writes `data` after what was written before (v1's WriteStdin); resolves with its length once delivered. */
   async writeStdin(data: Buffer): Promise<number> {
-    if (this.pty) {
-      await this.pty.write(data);
-      return data.length;
-    }
-    const stdin = this.stdin;
-    if (!stdin || stdin.writableEnded || stdin.destroyed) {
-      throw failedPrecondition('stdin is closed');
-    }
-    await new Promise<void>((resolve, reject) =>
-      stdin.write(data, (err) => (err ? reject(failedPrecondition(`stdin write failed: ${err.message}`)) : resolve())),
-    );
+    await this.writeStdinAt(this.written_, data);
     return data.length;
   }
 
+  /**
+   * Writes `data` as the stdin bytes from `offset` on, each byte once: at
+   * `written` it is written; bytes before `written` were already applied (a
+   * retried write) and are not written again, only the tail after them is;
+   * past `written` is out of range (a gap). Resolves, with the offset after
+   * `data`, once its bytes are delivered to the process (the pipe or the
+   * terminal). Writes are delivered in the order they are accepted.
+   */
+  async writeStdinAt(offset: number, data: Buffer): Promise<number> {
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw invalidArgument(`stdin offset ${offset} is not a byte offset (a non-negative integer)`);
+    }
+    const written = this.written_;
+    if (offset > written) {
+      throw outOfRange(`stdin offset ${offset} is past the input written so far (${written} bytes); write from ${written}`, {
+        written: String(written),
+      });
+    }
+    const after = offset + data.length;
+    const fresh = after > written ? data.subarray(written - offset) : null;
+    if (fresh) this.refuseClosedStdin();
+    if (fresh) this.written_ = after;
+    // Waits for the writes accepted before, then (if anything is new) delivers this one.
+    const previous = this.stdinDone;
+    const delivery = previous.then(() => {
+      if (this.stdinFailure) throw this.stdinFailure;
+      return fresh ? this.deliver(fresh) : undefined;
+    });
+    this.stdinDone = delivery.catch((err: unknown) => {
+      this.stdinFailure ??= err instanceof Error ? err : new Error(String(err));
+    });
+    await delivery;
+    return after;
+  }
+
+  private refuseClosedStdin(): void {
+    if (this.pty) return;
+    const stdin = this.stdin;
+    if (!stdin || this.stdinClosing || stdin.writableEnded || stdin.destroyed) {
+      throw failedPrecondition('stdin is closed');
+    }
+  }
+
+  private async deliver(data: Buffer): Promise<void> {
+    if (this.pty) return this.pty.write(data);
+    const stdin = this.stdin;
+    if (!stdin || stdin.writableEnded || stdin.destroyed) throw failedPrecondition('stdin is closed');
+    await new Promise<void>((resolve, reject) =>
+      stdin.write(data, (err) => (err ? reject(failedPrecondition(`stdin write failed: ${err.message}`)) : resolve())),
+    );
+  }
+
   closeStdin(): void {
+    // After every write accepted before it.
+    const done = this.stdinDone;
     if (this.pty) {
       // End of input on a terminal is the EOF character, as if typed. A
       // terminal already closed has no input left to end: nothing to report.
-      this.pty.write(Buffer.from([4])).catch(() => {});
+      const pty = this.pty;
+      this.stdinDone = done.then(() => pty.write(Buffer.from([4]))).catch(() => {});
       return;
     }
-    this.stdin?.end();
+    this.stdinClosing = true;
+    void done.then(() => this.stdin?.end());
   }
 
   resize(columns: number, rows: number): void {

@@ -6,6 +6,12 @@ import { execIdOf } from './defaults';
 
 /** Most bytes one Read call returns, whatever the client asks for. */
 const MAX_READ = 1024 * 1024;
+/**
+ * v1 reads as one reader with its own place in each stream: a Read returns
+ * the next bytes (each once, whoever of v1's clients asks), an empty answer
+ * at end of stream. Other readers (v2's) have places of their own.
+ */
+const READER = 'v1';
 
 export function stdioHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;
@@ -20,7 +26,8 @@ export function stdioHandlers(core: AgentCore, rpc: RpcBoundary) {
   };
   const read = async (req: { container_id: string; exec_id: string; len: number }, stream: 'stdout' | 'stderr', signal: AbortSignal) => {
     const { container, execId } = target(req);
-    return { data: await container.readOutput(execId, stream, Math.min(req.len || MAX_READ, MAX_READ), signal) };
+    const chunk = await container.readOutput(execId, stream, READER, 'next', Math.min(req.len || MAX_READ, MAX_READ), signal);
+    return { data: chunk.data };
   };
   return {
     WriteStdin: rpc.unary(async (req) => ({
