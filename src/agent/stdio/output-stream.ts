@@ -201,6 +201,8 @@ export class OutputStream {
       // data may have taken it (and moved the position) before this one runs.
       const offset = from === 'next' ? r.position : from;
       if (offset !== this.end_ || this.ended_) {
+        // (This reader's place keeps `from` held; checked all the same before slicing.)
+        if (from !== 'next') this.checkOffset(from, options.subject);
         const chunk = this.slice(offset, max);
         if (from === 'next') r.ack(offset + chunk.data.length, options.subject);
         if (chunk.eof && chunk.data.length === 0) r.markEnd();
