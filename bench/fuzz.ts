@@ -9,6 +9,7 @@
 //
 // Run: node --import tsx bench/fuzz.ts [--inputs N] [--seed S] [--channels N] [--concurrency N] [--bundle agent.cjs]
 //      node --import tsx bench/fuzz.ts --replay /agent.v1.AgentService/CreateSandbox FILE
+//      node --import tsx bench/fuzz.ts --seed S --input N   (input number N of that run, made again and sent)
 // (after a build; npm run bench:fuzz builds first). See bench/README.md.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { formatFuzzReport, fuzzSession, GENERATORS, servedMethods, startFuzzAgent } from '../test/helpers/fuzz';
+import { FUZZ_MAX_MESSAGE_BYTES, formatFuzzReport, fuzzedMethods, fuzzSession, GENERATORS, inputAt, servedMethods, startFuzzAgent } from '../test/helpers/fuzz';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -26,6 +27,8 @@ const { values, positionals } = parseArgs({
     channels: { type: 'string', default: '4' },
     concurrency: { type: 'string', default: '16' },
     replay: { type: 'string' },
+    /** With --seed: make input number N of that run again, save it and send it to a fresh agent. */
+    input: { type: 'string' },
     /** Another agent bundle (an archived release's agent.cjs) instead of dist/agent.cjs. */
     bundle: { type: 'string' },
   },
@@ -36,18 +39,36 @@ const int = (name: string, text: string | undefined, min: number) => {
   return n;
 };
 
-/** Sends one saved input to one method of a fresh agent and prints the answer. */
-async function replay(method: string, file: string): Promise<void> {
-  const input = fs.readFileSync(file);
-  const known = servedMethods().find((m) => m.path === method);
-  if (!known) throw new Error(`${method} is not served; served: ${servedMethods().map((m) => m.path).join(', ')}`);
+/**
+ * Sends one input to one method of a fresh agent and prints the answer: a
+ * saved file (--replay METHOD FILE), or input number N of a seed's run made
+ * again (--seed S --input N; also saved to a file).
+ */
+async function replay(what: { method: string; file: string } | { seed: number; index: number }): Promise<void> {
   const agent = await startFuzzAgent(values.bundle && path.resolve(values.bundle));
-  const client = new grpc.Client(`unix:${agent.addr.slice('unix://'.length)}`, grpc.credentials.createInsecure());
+  const target = `unix:${agent.addr.slice('unix://'.length)}`;
+  const client = new grpc.Client(target, grpc.credentials.createInsecure());
   try {
+    let method: string;
+    let input: Buffer;
+    let file: string;
+    if ('file' in what) {
+      ({ method, file } = what);
+      input = fs.readFileSync(file);
+    } else {
+      const made = inputAt(what.seed, (await fuzzedMethods(target)).methods, FUZZ_MAX_MESSAGE_BYTES, what.index);
+      method = made.method.path;
+      input = made.input;
+      file = path.join(os.tmpdir(), `fuzz-${what.seed}-${what.index}.bin`);
+      fs.writeFileSync(file, input);
+      console.log(`input #${what.index} of seed ${what.seed}: ${method} [${made.generator.name}], ${input.length} bytes, saved to ${file}: ${input.subarray(0, 64).toString('hex')}${input.length > 64 ? '…' : ''}`);
+    }
+    const known = servedMethods().find((m) => m.path === method);
+    if (!known) throw new Error(`${method} is not described; described: ${servedMethods().map((m) => m.path).join(', ')}`);
     const id = (b: Buffer) => b;
     const status = await new Promise<grpc.StatusObject>((resolve) => {
       if (!known.requestStream && !known.responseStream) {
-        client.makeUnaryRequest(method, id, id, input, (err) => resolve(err ?? { code: grpc.status.OK, details: '', metadata: new grpc.Metadata() }));
+        client.makeUnaryRequest(method, id, id, input, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err) => resolve(err ?? { code: grpc.status.OK, details: '', metadata: new grpc.Metadata() }));
         return;
       }
       let call: grpc.ClientReadableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>;
@@ -62,7 +83,7 @@ async function replay(method: string, file: string): Promise<void> {
       call.on('data', () => {});
       call.on('error', () => {});
       call.on('status', resolve);
-      setTimeout(() => call.cancel(), 2000);
+      setTimeout(() => call.cancel(), 25_000);
     });
     console.log(`${method} with ${input.length} bytes from ${file}: ${grpc.status[status.code]} ${JSON.stringify(status.details)}`);
     for (const l of agent.logs()) console.log(`agent: ${JSON.stringify(l).slice(0, 600)}`);
@@ -75,7 +96,11 @@ async function replay(method: string, file: string): Promise<void> {
 async function main(): Promise<void> {
   if (values.replay) {
     if (positionals.length !== 1) throw new Error('--replay METHOD_PATH FILE');
-    return replay(values.replay, positionals[0]!);
+    return replay({ method: values.replay, file: positionals[0]! });
+  }
+  if (values.input !== undefined) {
+    if (values.seed === undefined) throw new Error('--input N needs the --seed of the run');
+    return replay({ seed: Number(values.seed) >>> 0, index: int('input', values.input, 0) });
   }
   const inputs = int('inputs', values.inputs, 1);
   const seed = values.seed !== undefined ? Number(values.seed) >>> 0 : crypto.randomBytes(4).readUInt32LE();

@@ -739,9 +739,10 @@ export interface FuzzResult {
   /** The longest status message seen, and where. */
   longestDetails: { length: number; path: string; generator: string };
   stoppedEarly: string | null;
-  /** The services fuzzed (described and listed by the agent's reflection), and those described but not served. */
+  /** The services fuzzed (described, listed by the agent's reflection, answered); those described but not listed; those listed but answered UNIMPLEMENTED. */
   services: string[];
-  notServed: string[];
+  notListed: string[];
+  unanswered: string[];
 }
 
 const codeName = (code: number) => grpc.status[code] ?? `CODE_${code}`;
@@ -779,17 +780,28 @@ function listServices(client: grpc.Client): Promise<string[] | null> {
   });
 }
 
-export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
-  const described = servedMethods();
-  const rng = new Rng(o.seed);
-  const seedTag = (o.seed >>> 0).toString(16);
+export interface FuzzInput {
+  index: number;
+  method: FuzzMethod;
+  generator: Generator;
+  input: Buffer;
+}
+
+/**
+ * The inputs of a run, in order: for each, a method and a generator drawn
+ * from the seed's PRNG, then the generator's bytes. The same seed and
+ * methods give the same inputs, so any one can be made again (inputAt).
+ */
+export function* fuzzInputs(seed: number, methods: readonly FuzzMethod[], maxMessageBytes: number): IterableIterator<FuzzInput> {
+  const rng = new Rng(seed);
+  const seedTag = (seed >>> 0).toString(16);
   let markers = 0;
   let ids = 0;
   const g: GenContext = {
     rng,
     marker: () => `fuzzmark-${seedTag}-${markers++}`,
     uniqueId: () => `fuzz-${seedTag}-${ids++}`,
-    maxMessageBytes: o.maxMessageBytes,
+    maxMessageBytes,
   };
   const state: GeneratorState = { truncation: new Map() };
   const totalWeight = GENERATORS.reduce((s, x) => s + x.weight, 0);
@@ -798,7 +810,50 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     for (const gen of GENERATORS) if ((r -= gen.weight) < 0) return gen;
     return GENERATORS[0]!;
   };
+  for (let index = 0; ; index++) {
+    const method = methods[rng.int(methods.length)]!;
+    const generator = pickGenerator();
+    yield { index, method, generator, input: generator.make(g, method, state) };
+  }
+}
 
+/** Input number `index` of the run with this seed and these methods. */
+export function inputAt(seed: number, methods: readonly FuzzMethod[], maxMessageBytes: number, index: number): FuzzInput {
+  for (const x of fuzzInputs(seed, methods, maxMessageBytes)) if (x.index === index) return x;
+  throw new Error('unreachable');
+}
+
+/**
+ * The methods a run fuzzes: the described ones whose service the agent at
+ * `target` lists through reflection and answers. A listed service is probed
+ * with one empty request to a unary reading method (Get*, List*, Check,
+ * Negotiate); UNIMPLEMENTED there means listed but not served (`unanswered`).
+ */
+export async function fuzzedMethods(target: string): Promise<{ methods: FuzzMethod[]; listed: string[] | null; unanswered: string[] }> {
+  const described = servedMethods();
+  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  try {
+    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())));
+    const listed = await listServices(client);
+    const unanswered: string[] = [];
+    for (const service of listed ?? []) {
+      const probe = described.find((m) => m.service === service && !m.requestStream && !m.responseStream && /^(Get|List|Check$|Negotiate$)/.test(m.name));
+      if (!probe) continue;
+      const code = await new Promise<number>((resolve) =>
+        client.makeUnaryRequest(probe.path, identity, identity, Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) =>
+          resolve(err ? err.code : grpc.status.OK)));
+      if (code === grpc.status.UNIMPLEMENTED) unanswered.push(service);
+    }
+    const methods = listed ? described.filter((m) => listed.includes(m.service) && !unanswered.includes(m.service)) : described;
+    if (methods.length === 0) throw new Error(`the agent serves none of the described services (it lists ${listed?.join(', ')})`);
+    return { methods, listed, unanswered };
+  } finally {
+    client.close();
+  }
+}
+
+export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
+  const described = servedMethods();
   const channels = Array.from({ length: o.channels ?? 4 }, () =>
     new grpc.Client(o.target, grpc.credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
@@ -807,16 +862,16 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     }));
   await Promise.all(channels.map((c) => new Promise<void>((resolve, reject) => c.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())))));
   // The descriptor may describe services this agent does not serve (a protocol version not yet wired): the agent says which it serves.
-  const listed = await listServices(channels[0]!);
-  const methods = listed ? described.filter((m) => listed.includes(m.service)) : described;
-  if (methods.length === 0) throw new Error(`the agent serves none of the described services (it lists ${listed?.join(', ')})`);
+  const { methods, listed, unanswered } = await fuzzedMethods(o.target);
+  const inputs = fuzzInputs(o.seed, methods, o.maxMessageBytes);
 
   const result: FuzzResult = {
     seed: o.seed, inputs: 0, durationMs: 0, byService: new Map(), byGenerator: new Map(),
     byMethod: new Map(methods.map((m) => [m.path, 0])), codes: {}, failures: [], examples: new Map(),
     internal: 0, unknown: 0, slow: [], longestDetails: { length: 0, path: '', generator: '' }, stoppedEarly: null,
     services: [...new Set(methods.map((m) => m.service))],
-    notServed: [...new Set(described.map((m) => m.service))].filter((svc) => !methods.some((m) => m.service === svc)),
+    notListed: [...new Set(described.map((m) => m.service))].filter((svc) => listed !== null && !listed.includes(svc)),
+    unanswered,
   };
   const bump = (map: Map<string, Map<string, number>>, key: string, code: string) => {
     let m = map.get(key);
@@ -858,6 +913,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       if (!m.requestStream) {
         const stream = client.makeServerStreamRequest(m.path, identity, identity, input, new grpc.Metadata(), { deadline });
         let cancelled = false;
+        let answered = false;
         const cancel = () => {
           if (!cancelled) {
             cancelled = true;
@@ -865,12 +921,15 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
           }
         };
         const timer = setTimeout(cancel, STREAM_OPEN_MS);
-        stream.on('data', cancel);
+        stream.on('data', () => {
+          answered = true;
+          cancel();
+        });
         stream.on('error', () => {});
         stream.on('status', (s: grpc.StatusObject) => {
           clearTimeout(timer);
-          // Cancelled by us while open: the stream worked.
-          done(cancelled && s.code === grpc.status.CANCELLED ? grpc.status.OK : s.code, s.details);
+          // Cancelled by us after its first message: the stream worked (open and silent stays CANCELLED).
+          done(cancelled && answered && s.code === grpc.status.CANCELLED ? grpc.status.OK : s.code, s.details);
         });
         return;
       }
@@ -901,9 +960,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         break;
       }
       while (inFlight >= limit) await new Promise<void>((r) => (wake = r));
-      const m = methods[rng.int(methods.length)]!;
-      const gen = pickGenerator();
-      const input = gen.make(g, m, state);
+      const { method: m, generator: gen, input } = inputs.next().value;
       inFlight++;
       result.inputs++;
       void call(channels[index % channels.length]!, m, input).then(({ code, details, deadlineHit }) => {
@@ -1064,7 +1121,8 @@ export function formatFuzzReport(s: FuzzSession, extra: { channels: number; conc
       `max_message_bytes ${FUZZ_MAX_MESSAGE_BYTES}, ${(r.durationMs / 1000).toFixed(1)} s (${Math.round(r.inputs / (r.durationMs / 1000))} inputs/s)` +
       (r.stoppedEarly ? `; STOPPED EARLY: ${r.stoppedEarly}` : ''),
     `services: ${r.services.join(', ')} (${r.byMethod.size} methods, ${Math.min(...r.byMethod.values())} to ${Math.max(...r.byMethod.values())} inputs each)` +
-      (r.notServed.length ? `; described but not served, so not fuzzed: ${r.notServed.join(', ')}` : ''),
+      (r.notListed.length ? `; described but not listed by reflection, so not fuzzed: ${r.notListed.join(', ')}` : '') +
+      (r.unanswered.length ? `; LISTED BY REFLECTION BUT ANSWERED UNIMPLEMENTED, so not fuzzed: ${r.unanswered.join(', ')}` : ''),
     '',
     table('service', r.byService),
     '',

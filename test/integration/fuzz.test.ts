@@ -2,13 +2,29 @@
 // random and boundary-valued inputs with a fixed seed across every method of
 // every service it serves, from 4 connections (test/helpers/fuzz.ts; the
 // million-input run with a table is bench/fuzz.ts). It fails on an agent
-// exit, any INTERNAL or UNKNOWN answer, a leaked fd or child, and a file made
-// outside the agent's shared and state dirs (the rest of its temp dir, and
-// entries named after the run's path markers in /tmp, /, /var/tmp, /run and
-// the repository).
+// exit, any INTERNAL or UNKNOWN answer, a call left unanswered, a leaked fd
+// or child, and a file made outside the agent's shared and state dirs (the
+// rest of its temp dir, and entries named after the run's path markers in
+// /tmp, /, /var/tmp, /run and the repository). Then the inputs earlier runs
+// found are sent again, one by one.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatFuzzReport, fuzzSession, GENERATORS, servedMethods, type FuzzSession } from '../helpers/fuzz';
+import * as grpc from '@grpc/grpc-js';
+import { formatFuzzReport, fuzzSession, GENERATORS, servedMethods, startFuzzAgent, type FuzzSession } from '../helpers/fuzz';
+
+/**
+ * Inputs that bench/fuzz.ts runs found answered with INTERNAL or not at all
+ * (and those the first runs found), each sent again to a fresh agent: each
+ * must be answered within 5 s with a status other than INTERNAL or UNKNOWN.
+ */
+const FINDINGS: Array<{ what: string; path: string; hex: string }> = [
+  { what: 'a hostname longer than 64 bytes (sethostname EINVAL)', path: '/agent.v1.AgentService/CreateSandbox', hex: `0a41${'78'.repeat(65)}` },
+  { what: 'a hostname with a NUL', path: '/agent.v1.AgentService/CreateSandbox', hex: '0a03610062' },
+  { what: 'a spec "😀": V8\'s JSON.parse message holds a lone surrogate, grpc-js\'s encodeURI of the status message throws', path: '/agent.v1.AgentService/CreateContainer', hex: '1a04f09f9880' },
+  { what: 'a truncated health request', path: '/grpc.health.v1.Health/Check', hex: '0a' },
+  { what: 'a truncated health List request', path: '/grpc.health.v1.Health/List', hex: '0f' },
+  { what: 'a length past the end', path: '/grpc.health.v1.Health/List', hex: '7affffffffffffffffff01616263' },
+];
 
 const INPUTS = 20_000;
 const SEED = 0x5eed;
@@ -27,7 +43,30 @@ describe('fuzz', () => {
     assert.equal(session.exited, null, `the agent exited\n${report()}`);
     assert.equal(result.stoppedEarly, null);
     assert.equal(result.inputs, INPUTS);
-    assert.equal(result.internal + result.unknown, 0, `INTERNAL or UNKNOWN answers (bench/fuzz.ts --replay reproduces one)\n${report()}`);
+    assert.equal(result.internal + result.unknown, 0, `INTERNAL or UNKNOWN answers (bench/fuzz.ts --seed ${SEED} --input N reproduces one)\n${report()}`);
+    assert.deepEqual(result.slow, [], `calls left unanswered until their deadline\n${report()}`);
+  });
+
+  it('the inputs earlier fuzz runs found are answered promptly, with no INTERNAL or UNKNOWN', { timeout: 60_000 }, async () => {
+    const agent = await startFuzzAgent();
+    const client = new grpc.Client(`unix:${agent.addr.slice('unix://'.length)}`, grpc.credentials.createInsecure());
+    try {
+      const id = (b: Buffer) => b;
+      const bad: string[] = [];
+      for (const f of FINDINGS) {
+        const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+          client.makeUnaryRequest(f.path, id, id, Buffer.from(f.hex, 'hex'), new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e)));
+        const code = err?.code ?? grpc.status.OK;
+        if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN || code === grpc.status.DEADLINE_EXCEEDED) {
+          bad.push(`${f.path} ${f.hex.slice(0, 40)} (${f.what}): ${grpc.status[code]} ${JSON.stringify(err?.details.slice(0, 160))}`);
+        }
+      }
+      assert.deepEqual(bad, []);
+      assert.ok(agent.alive());
+    } finally {
+      client.close();
+      await agent.stop();
+    }
   });
 
   it('every served method and every generator got inputs', () => {
