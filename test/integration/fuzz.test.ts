@@ -10,7 +10,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { formatFuzzReport, fuzzSession, GENERATORS, servedMethods, startFuzzAgent, type FuzzSession } from '../helpers/fuzz';
+import protobuf from 'protobufjs';
+import {
+  formatFuzzReport, FUZZ_MAX_MESSAGE_BYTES, fuzzInputs, fuzzSession, GENERATORS, servedMethods, startFuzzAgent, varintBytes, type FuzzSession,
+} from '../helpers/fuzz';
 
 /**
  * Inputs that bench/fuzz.ts runs found answered with INTERNAL or not at all
@@ -90,5 +93,56 @@ describe('fuzz', () => {
     assert.equal(after.children, 0, 'children of the agent left');
     assert.deepEqual(session.outside, [], 'files created in the agent\'s temp dir outside its shared and state dirs');
     assert.deepEqual(session.markers, [], 'entries named after fuzz markers outside the agent\'s roots');
+  });
+});
+
+describe('fuzz engine', () => {
+  const methods = servedMethods();
+  const take = (seed: number, n: number) => {
+    const out = [];
+    for (const x of fuzzInputs(seed, methods, FUZZ_MAX_MESSAGE_BYTES)) {
+      if (x.index >= n) break;
+      out.push(x);
+    }
+    return out;
+  };
+
+  it('one seed gives the same inputs in the same order; another seed others', () => {
+    const a = take(SEED, 300);
+    const b = take(SEED, 300);
+    assert.deepEqual(a.map((x) => [x.method.path, x.generator.name, x.input.toString('hex')]), b.map((x) => [x.method.path, x.generator.name, x.input.toString('hex')]));
+    const c = take(SEED + 1, 300);
+    assert.notDeepEqual(a.map((x) => x.input.toString('hex')), c.map((x) => x.input.toString('hex')));
+  });
+
+  it('varints as protobuf writes them, negative numbers in ten bytes', () => {
+    for (const v of [0, 1, 127, 128, 300, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1]) {
+      assert.deepEqual(Buffer.from(varintBytes(v)), Buffer.from(protobuf.Writer.create().uint64(v).finish()), String(v));
+    }
+    assert.deepEqual(Buffer.from(varintBytes(-1n)), Buffer.from(protobuf.Writer.create().int64(-1).finish()));
+    assert.equal(varintBytes(-1n).length, 10);
+    assert.deepEqual(Buffer.from(varintBytes((1n << 64n) - 1n)), Buffer.from(varintBytes(-1n)));
+  });
+
+  it('plain-valid inputs decode as their request type; truncated ones walk every prefix of one encoding', () => {
+    const inputs = take(SEED, 20_000);
+    const plain = inputs.filter((x) => x.generator.name === 'plain-valid');
+    assert.ok(plain.length > 100);
+    for (const x of plain) assert.doesNotThrow(() => x.method.type.decode(x.input), `${x.method.path} #${x.index}`);
+    // Per method, truncated inputs are prefixes 0, 1, 2, ... of one base until it is used up.
+    const byMethod = new Map<string, Buffer[]>();
+    for (const x of inputs.filter((y) => y.generator.name === 'truncated')) byMethod.set(x.method.path, [...(byMethod.get(x.method.path) ?? []), x.input]);
+    const walk = [...byMethod.values()].find((list) => list.length > 10)!;
+    assert.equal(walk[0]!.length, 0);
+    for (let i = 1; i < walk.length && walk[i]!.length > 0; i++) {
+      assert.equal(walk[i]!.length, i);
+      assert.ok(walk[i - 1]!.equals(walk[i]!.subarray(0, i - 1)));
+    }
+  });
+
+  it('oversized inputs sit right around max_message_bytes', () => {
+    const sizes = new Set(take(SEED, 40_000).filter((x) => x.generator.name === 'oversized').map((x) => x.input.length - FUZZ_MAX_MESSAGE_BYTES));
+    assert.ok(sizes.size >= 3, `sizes seen: ${[...sizes]}`);
+    for (const d of sizes) assert.ok([-64, -1, 0, 1, 4096].includes(d), String(d));
   });
 });
