@@ -16,6 +16,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError, excerpt, failedPrecondition, invalidArgument, resourceExhausted } from '../errors';
+import { NO_POLICY, type Policy } from '../policy/policy';
+import { checkCopyFile } from '../policy/rules';
 import { resolveWithin } from '../validate';
 
 export interface CopyFileRequest {
@@ -40,7 +42,11 @@ export class FileCopier {
   /** One chunk at a time per destination, so two chunks never interleave. */
   private readonly busy = new Map<string, Promise<void>>();
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    /** The operator's copy_file.paths rule narrows where inside `root` files may go. */
+    private readonly policy: Policy = NO_POLICY,
+  ) {}
 
   async copy(req: CopyFileRequest): Promise<void> {
     const { parent, name, dest } = this.destination(req.path);
@@ -64,6 +70,7 @@ export class FileCopier {
     const name = path.basename(userPath);
     if (name === '.' || name === '') throw invalidArgument(`CopyFile path ${excerpt(userPath)} does not name a file`);
     const parent = resolveWithin(this.root, path.dirname(userPath), 'CopyFile path');
+    checkCopyFile(this.policy, path.join(parent, name));
     return { parent, name, dest: path.join(parent, name) };
   }
 
