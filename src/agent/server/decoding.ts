@@ -109,9 +109,10 @@ export function strictDecodingServer(server: Pick<grpc.Server, 'addService'>): P
  * A server interceptor that answers a malformed request (a marker) with
  * INVALID_ARGUMENT and passes neither it nor the end of the request on: the
  * handler of a unary or server-streaming call is never called, a streaming
- * handler never sees the message. `onRefused` is told of each refusal.
+ * handler never sees the message. `onRefused` is told of each refusal, and
+ * may return the trailing metadata to send with it (grpc.Metadata: a protocol's status details).
  */
-export function refuseMalformedRequests(onRefused?: (path: string, details: string) => void): grpc.ServerInterceptor {
+export function refuseMalformedRequests(onRefused?: (path: string, details: string) => unknown): grpc.ServerInterceptor {
   return (method, call) => {
     let refused = false;
     return new grpc.ServerInterceptingCall(call, {
@@ -125,8 +126,9 @@ export function refuseMalformedRequests(onRefused?: (path: string, details: stri
               return;
             }
             refused = true;
-            onRefused?.(method.path, reason);
-            call.sendStatus({ code: grpc.status.INVALID_ARGUMENT, details: reason, metadata: new grpc.Metadata() });
+            const given = onRefused?.(method.path, reason);
+            const metadata = given instanceof grpc.Metadata ? given : new grpc.Metadata();
+            call.sendStatus({ code: grpc.status.INVALID_ARGUMENT, details: reason, metadata });
           },
           onReceiveHalfClose: (pass) => {
             if (!refused) pass();

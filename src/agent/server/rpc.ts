@@ -104,12 +104,20 @@ export class RpcBoundary {
 
   /**
    * A call refused before any handler ran (malformed request bytes, see
-   * decoding.ts): logged like a failed call, and counted when `count`.
+   * decoding.ts): logged like a failed call, and counted when `count`. The
+   * trailing metadata to send with its INVALID_ARGUMENT: the status details
+   * when this boundary sends them.
    */
-  refused(path: string, details: string, count: boolean): void {
+  refused(path: string, details: string, count: boolean): grpc.Metadata {
     const { version, method } = describePath(path);
     if (count) this.metrics.record(version, method, 'INVALID_ARGUMENT');
     this.log.child({ rpc: method, version, path }).info({ code: 'INVALID_ARGUMENT', error: details }, 'failed');
+    const metadata = new grpc.Metadata();
+    if (this.options.statusDetails) {
+      const reason = { reason: 'INVALID_ARGUMENT', metadata: {} };
+      metadata.set(STATUS_DETAILS_KEY, encodeStatusDetails(grpc.status.INVALID_ARGUMENT, capStatusMessage(details), reason));
+    }
+    return metadata;
   }
 
   private begin(call: { getPath(): string; once(event: 'cancelled', listener: () => void): unknown }, request: unknown) {
