@@ -186,7 +186,8 @@ test('AgentClient.connect(vsock://) negotiates through the bridge and closes it 
   });
   assert.equal(client.agent.agent_version, '9.9.9');
   assert.equal(client.protocol, 'v1');
-  assert.deepEqual(negotiated?.protocol_versions, ['v1']);
+  // The client offers every version it speaks; this agent picked v1.
+  assert.deepEqual(negotiated?.protocol_versions, ['v2', 'v1']);
   // The v1 service shares the channel: this fake agent does not implement it.
   await assert.rejects(client.v1('DestroySandbox', {}), (err: grpc.ServiceError) => err.code === grpc.status.UNIMPLEMENTED);
   assert.equal(dials, 1, 'one HTTP/2 connection for both services');
