@@ -130,6 +130,15 @@ describe('Sandbox containers (fake runtime, real processes)', () => {
   });
 });
 
+describe('Sandbox hostname', () => {
+  it('refuses a hostname sethostname(2) would refuse, or a resolver could not use, before doing anything', async () => {
+    const { sandbox } = setup();
+    for (const hostname of ['x'.repeat(65), 'a\u0000b', '-lead', 'trail-', 'sp ace', 'a/b']) {
+      await assert.rejects(sandbox.create(request({ hostname })), isKind('invalid-argument', /hostname .* is invalid/), JSON.stringify(hostname));
+    }
+  });
+});
+
 describe('Sandbox DNS', () => {
   it('writes the checked lines as the sandbox resolv.conf', async () => {
     const { sandbox } = setup();

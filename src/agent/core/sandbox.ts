@@ -2,7 +2,7 @@
 // version-free core that all protocol versions' handlers drive.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { AgentError, alreadyExists, describe, failedPrecondition, notFound } from '../errors';
+import { AgentError, alreadyExists, describe, excerpt, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
 import { requireGuestInit, requireNamespace } from '../machine';
 import { native } from '../../native/native';
@@ -87,7 +87,13 @@ export class Sandbox {
   private async createSandbox(req: SandboxRequest): Promise<void> {
     validateId('sandbox id', req.sandboxId);
     if (req.kernelModules.length > 0) requireGuestInit('loading kernel modules');
-    if (req.hostname !== '') requireNamespace('uts', `setting the hostname to ${req.hostname}`);
+    if (req.hostname !== '') {
+      // sethostname(2) takes at most 64 bytes; a resolver wants letters, digits, hyphens and dots.
+      if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$/.test(req.hostname)) {
+        throw invalidArgument(`hostname ${excerpt(req.hostname)} is invalid: use 1-64 letters, digits, '-' and '.', starting and ending with a letter or digit`);
+      }
+      requireNamespace('uts', `setting the hostname to ${req.hostname}`);
+    }
     for (const m of req.kernelModules) validateId('kernel module name', m.name);
     const resolvConf = resolvConfFromDns(req.dns);
     // Modules first: a storage may need one (9p, virtiofs). A loaded module stays loaded.

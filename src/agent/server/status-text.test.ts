@@ -40,6 +40,13 @@ describe('capStatusMessage', () => {
     }
   });
 
+  it('replaces lone surrogates, which grpc-js cannot encode into the trailer (no status would be sent at all)', () => {
+    const lone = 'Unexpected token \ud83d in JSON';
+    assert.equal(capStatusMessage(lone), 'Unexpected token \ufffd in JSON');
+    assert.equal(capStatusMessage('pair \ud83d\ude00 kept'), 'pair \ud83d\ude00 kept');
+    assert.doesNotThrow(() => encodeURI(capStatusMessage(`x\udc00${'y'.repeat(5000)}\ud800`)));
+  });
+
   it('replaces control characters: tab, CR, LF by a space, the others escaped', () => {
     assert.equal(capStatusMessage('crun said:\nline 2\r\n\tx\0y\x1b[31m\x7f\u0085'), 'crun said: line 2  \tx\\u0000y\\u001b[31m\\u007f\\u0085'.replace('\t', ' '));
     assert.match(capStatusMessage('\0'.repeat(100_000)), /^(\\u0000)+\.\.\. \(status message cut, 100000 bytes\)$/);

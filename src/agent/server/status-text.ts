@@ -19,15 +19,22 @@ export const MAX_STATUS_BYTES = 1024;
 export function capStatusMessage(details: string, maxBytes = MAX_STATUS_BYTES): string {
   // Look at no more of a huge message than can be shown (6 bytes per escaped character at most).
   const head = details.length > maxBytes * 6 ? details.slice(0, maxBytes * 6) : details;
-  const clean = head.replace(/[\t\n\r]/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  // A lone surrogate (half of an emoji from a cut or a JSON parser's message)
+  // makes grpc-js throw while encoding the trailer, and no status is sent at all.
+  const clean = wellFormed(head).replace(/[\t\n\r]/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   const bytes = Buffer.from(clean, 'utf8');
   if (bytes.length <= maxBytes) return clean;
-  const note = `... (status message cut, ${Buffer.byteLength(details, 'utf8')} bytes)`;
+  const note = `... (status message cut, ${Buffer.byteLength(wellFormed(details), 'utf8')} bytes)`;
   let end = Math.max(0, maxBytes - note.length);
   // Back off to the start of a character: never leave half of a UTF-8 sequence.
   while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
   // Nor half of an escape this function wrote.
   return bytes.subarray(0, end).toString('utf8').replace(/\\u[0-9a-f]{0,3}$/, '') + note;
+}
+
+/** `text` with every lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, which ES2022 lacks). */
+function wellFormed(text: string): string {
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
 }
 
 /** A server interceptor that caps the message of every status the server sends. */
