@@ -117,7 +117,9 @@ export function negotiateAs(served: string[], extra: Partial<NegotiateResponse> 
 }
 
 /** A unary handler answering `res` (or what the function returns). */
-export function answer(res: unknown | ((req: Record<string, unknown>) => unknown)): grpc.UntypedHandleCall {
+export function answer(res: (req: Record<string, any>) => unknown): grpc.UntypedHandleCall;
+export function answer(res: unknown): grpc.UntypedHandleCall;
+export function answer(res: unknown): grpc.UntypedHandleCall {
   return ((call: { request: Record<string, unknown> }, cb: grpc.sendUnaryData<unknown>) => {
     try {
       cb(null, typeof res === 'function' ? (res as Function)(call.request) : res);
