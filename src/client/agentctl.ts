@@ -87,7 +87,11 @@ function readable(res: unknown): unknown {
   }));
 }
 
-/** Which version's RPC a command name calls once `protocol` is negotiated; an error message when none can. */
+/**
+ * Which version's RPC a command name calls once `protocol` is negotiated: the
+ * negotiated version's when it has the name; else v1's, unless v2 was forced;
+ * a v2-only name stays v2 (the client then says it needs v2). An error message when none can.
+ */
 export function route(command: string, protocol: ProtocolVersion, forced: boolean): { version: ProtocolVersion; method: string } | { error: string } {
   const find = (names: string[]) => names.find((m) => m.toLowerCase() === command.toLowerCase());
   const v1 = find(v1Methods());
@@ -95,7 +99,7 @@ export function route(command: string, protocol: ProtocolVersion, forced: boolea
   if (protocol === 'v2' && v2) return { version: 'v2', method: v2 };
   if (v1 && (protocol === 'v1' || !forced)) return { version: 'v1', method: v1 };
   if (v1) return { error: `${v1} is a v1 RPC and --protocol 2 was given` };
-  if (v2) return { error: `${v2} needs protocol v2; this connection speaks ${protocol}` };
+  if (v2) return { version: 'v2', method: v2 };
   return { error: `unknown command ${command}; "agentctl list" shows them` };
 }
 
