@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, helpText, loadConfig, type ParsedArgs } from './config';
 import type { AgentCore } from './core';
+import { EventBus } from './core/events';
 import { Sandbox } from './core/sandbox';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
@@ -89,9 +90,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     reaper,
     log,
   );
+  const events = new EventBus({ log: log.child({ module: 'events' }) });
+  // Exit statuses are judged by the OOM watcher's counts (the guest module's, created below).
+  const oomKills = { count: (id: string) => core.guest.oomWatcher.count(id) };
   const sandbox = new Sandbox(
     { stateDir: config.stateDir, sharedDir: config.sharedDir, kernelModules, policy, guestHooksDir: config.guestHooksDir },
-    { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes, policy },
+    { runtime, reaper, log, outputBufferBytes: config.outputBufferBytes, policy, events, oomKills },
     log,
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));
@@ -100,10 +104,11 @@ export async function main(argv: readonly string[]): Promise<void> {
   const core: AgentCore = {
     config,
     sandbox,
+    events,
     network,
     callMetrics,
     policy,
-    guest: new Guest({ sharedDir: config.sharedDir, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
+    guest: new Guest({ sharedDir: config.sharedDir, events, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
     // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
     onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),

@@ -6,13 +6,14 @@ import type { Logger } from '../log';
 import { checkExecProcess, type OciSpec } from '../oci/spec';
 import type { Policy } from '../policy/policy';
 import { ContainerProcess } from '../process/container-process';
-import type { ExitStatus } from '../process/exit-status';
+import { exitStatus, oomKilled, SIGKILL, type ExitStatus } from '../process/exit-status';
 import { ProcessIO } from '../process/process-io';
 import type { OutputChunk } from '../stdio/output-stream';
 import type { Reaper } from '../process/reaper';
 import { validateId } from '../validate';
 import { readCgroupStats, type CgroupStats } from './cgroup-stats';
 import type { ContainerRuntime } from './container-runtime';
+import type { ContainerEventState, EventBus } from './events';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -23,6 +24,16 @@ export interface ContainerDeps {
   outputBufferBytes: number;
   /** The operator's policy: which processes may be exec'd (none: any). */
   policy?: Policy;
+  /** The core's event bus: containers publish their state changes and their processes' starts and exits (none: nowhere). */
+  events?: EventBus;
+  /** OOM kill counts of the containers' cgroups (the OOM watcher); none: no exit status is oomKilled. */
+  oomKills?: OomKillCounts;
+}
+
+/** What the core asks of whoever watches the containers' cgroups for OOM kills. */
+export interface OomKillCounts {
+  /** The container cgroup's oom_kill count, read now; null when it has no cgroup of its own with a memory controller. */
+  count(containerId: string): Promise<number | null>;
 }
 
 export class Container {
@@ -64,8 +75,11 @@ export class Container {
     const container = new Container(id, bundle, spec, io, initExecId, deps);
     try {
       await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+      const startedAt = Date.now();
       const pid = await deps.runtime.create(id, bundle, io);
-      container.init.running(pid, deps.reaper.wait(pid));
+      // A new cgroup starts with no OOM kill counted.
+      container.track(container.init, pid, startedAt, 0);
+      container.publishState('created');
       void container.init.exited()!.then(() => container.onInitExit());
       return container;
     } catch (err) {
@@ -83,7 +97,7 @@ export class Container {
     }
     await this.deps.runtime.start(this.id);
     // The init may already have run to completion.
-    if (this.state === 'created') this.state = 'running';
+    if (this.state === 'created') this.setState('running');
   }
 
   /** `processSpec` is the OCI process as the client sent it (parsed, not yet trusted). */
@@ -114,8 +128,10 @@ export class Container {
     const processFile = path.join(this.bundle, `exec-${proc.execId}.json`);
     try {
       await fs.writeFile(processFile, JSON.stringify(ociProcess));
+      const oomKillsAtStart = await this.oomKillCount();
+      const startedAt = Date.now();
       const pid = await this.deps.runtime.exec(this.id, this.bundle, proc.execId, processFile, proc.io);
-      proc.running(pid, this.deps.reaper.wait(pid));
+      this.track(proc, pid, startedAt, oomKillsAtStart);
     } catch (err) {
       this.execs.delete(proc.execId);
       proc.io.close();
@@ -211,14 +227,14 @@ export class Container {
     this.refuseIfRemoving('pause it');
     if (this.state !== 'running') throw failedPrecondition(`container ${this.id} is ${this.state}, not running`);
     await this.deps.runtime.pause(this.id);
-    this.state = 'paused';
+    this.setState('paused');
   }
 
   async resume(): Promise<void> {
     this.refuseIfRemoving('resume it');
     if (this.state !== 'paused') throw failedPrecondition(`container ${this.id} is ${this.state}, not paused`);
     await this.deps.runtime.resume(this.id);
-    this.state = 'running';
+    this.setState('running');
   }
 
   /** New OCI LinuxResources for the container's cgroup. */
@@ -300,11 +316,51 @@ export class Container {
     for (const p of [this.init, ...this.execs.values()]) p.io.close();
     this.execs.clear();
     await fs.rm(this.bundle, { recursive: true, force: true });
+    this.publishState('removed');
   }
 
   private onInitExit(): void {
-    this.state = 'stopped';
+    this.setState('stopped');
     this.deps.log.info({ container: this.id, status: this.init.status }, 'container init exited');
+  }
+
+  /**
+   * Follows a process the runtime started: process-started now; at its exit
+   * the exit status record (oomKilled from the cgroup's OOM kill count, which
+   * was `oomKillsAtStart` before the process started), then process-exited.
+   * `startedAt` is when the runtime was asked to start it: the process may
+   * have ended (and been reaped) before the runtime reported its pid, and its
+   * start must not come after its end. An exec's status is released when a
+   * client acknowledges it.
+   */
+  private track(proc: ContainerProcess, pid: number, startedAt: number, oomKillsAtStart: number | null): void {
+    proc.running(pid, startedAt, this.deps.reaper.wait(pid), async (exit) => {
+      // Only a SIGKILL can be the OOM killer's: no cgroup read for any other exit.
+      const oom = exit.signal === SIGKILL && oomKilled(exit, oomKillsAtStart, await this.oomKillCount());
+      return exitStatus(exit, startedAt, oom);
+    });
+    if (proc !== this.init) proc.onAcknowledged = () => this.forgetWhenDrained(proc);
+    this.deps.events?.publish({ type: 'process-started', containerId: this.id, execId: proc.execId, pid, at: startedAt });
+    // Published once the record is the process's (proc.status), before anything awaiting exited() runs.
+    void proc.exited()!.then(
+      (status) => this.deps.events?.publish({ type: 'process-exited', containerId: this.id, execId: proc.execId, pid, status }),
+      () => {},
+    );
+  }
+
+  /** The container cgroup's OOM kill count now; null when unknown. */
+  private async oomKillCount(): Promise<number | null> {
+    if (!this.deps.oomKills) return null;
+    return this.deps.oomKills.count(this.id).catch(() => null);
+  }
+
+  private setState(state: ContainerState): void {
+    this.state = state;
+    this.publishState(state);
+  }
+
+  private publishState(state: ContainerEventState): void {
+    this.deps.events?.publish({ type: 'container-state', containerId: this.id, state, at: Date.now() });
   }
 }
 

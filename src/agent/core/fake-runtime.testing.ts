@@ -5,7 +5,9 @@
 // exits at once, like a detached `crun create`/`exec`. So the process is
 // re-parented to the test process (a child subreaper once Reaper.start ran)
 // and waited for by the real Reaper, with the real stdio plumbing.
+import type { StdioOptions, StdioPipeNamed } from 'node:child_process';
 import fs from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import type { ProcessIO } from '../process/process-io';
 import type { Reaper } from '../process/reaper';
@@ -82,15 +84,24 @@ export class FakeRuntime implements ContainerRuntime {
 
   private async launch(id: string, args: string[], pidFile: string, io: ProcessIO): Promise<number> {
     // Without job control a background command's stdin is /dev/null: hand it the real one through fd 3.
-    const script = 'exec 3<&0; "$@" <&3 3<&- & echo $! > "$0"';
-    const child = this.reaper.spawn('sh', ['-c', script, pidFile, ...args], { stdio: io.spawnStdio() });
+    // The command starts only once this shell is gone (its fd 4 reads EOF when we close our end below):
+    // a shell reaps a background child that exits while the shell still runs, and that status would never
+    // reach the Reaper (a detached `crun exec` does not wait for its process either).
+    const script = 'exec 3<&0; { read _ <&4; exec "$@" <&3 3<&- 4<&-; } & echo $! > "$0"';
+    const stdio = [...(io.spawnStdio() as StdioPipeNamed[] | number[]), 'ignore', 'pipe'] as StdioOptions;
+    const child = this.reaper.spawn('sh', ['-c', script, pidFile, ...args], { stdio });
     io.attach(child);
     const code = await new Promise<number | null>((resolve, reject) => {
       child.once('error', reject);
       child.once('exit', (c) => resolve(c));
-    });
+    }).finally(() => (child.stdio[4] as Socket | null)?.destroy());
     if (code !== 0) throw new Error(`fake runtime: sh exited with ${code}`);
     const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
+    // As after a detached `crun create`/`exec`, the process runs the command by now: wait for its exec (fd 4 closed).
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+      if (!(await fs.stat(`/proc/${pid}/fd/4`).then(() => true, () => false))) break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
     this.pids.set(id, [...(this.pids.get(id) ?? []), pid]);
     return pid;
   }

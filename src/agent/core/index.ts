@@ -4,11 +4,18 @@ import type { Guest } from '../guest';
 import type { Network } from '../network';
 import type { MetricsText } from '../guest/metrics';
 import type { Policy } from '../policy/policy';
+import type { EventBus } from './events';
 import type { Sandbox } from './sandbox';
 
 export interface AgentCore {
   config: AgentConfig;
   sandbox: Sandbox;
+  /**
+   * The core's sequenced events (events.ts): process starts and exits,
+   * container state changes, OOM kills. A streaming RPC reads it with a
+   * cursor (watch); v1 GetOOMEvent takes from guest.oomEvents, fed by it.
+   */
+  events: EventBus;
   network: Network;
   /** The RPC boundary's call counters, which GetMetrics shows; kept outside the core. */
   callMetrics: MetricsText;

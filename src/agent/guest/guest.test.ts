@@ -1,7 +1,7 @@
 // Tests of the guest module (src/agent/guest), the core of the guest RPCs, on
 // temporary trees: CopyFile, GetMetrics (with a stand-in for the RPC
 // boundary's counters), the OOM event queue and watcher (on a fake /proc and
-// cgroup tree), guest details, clock and hot-plug (only shown to be refused on
+// cgroup tree, following containers on the core's event bus), guest details, clock and hot-plug (only shown to be refused on
 // this host; the sysfs walkers run on a fake tree) and entropy (a plain file
 // as the device). Nothing here changes the machine. The RPCs end to end are in
 // test/integration/guest-rpcs.test.ts.
@@ -12,12 +12,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { EventQueue } from '../core/event-queue';
+import { EventBus, type CoreEvent } from '../core/events';
 import { isKind } from '../errors.testing';
 import { silentLogger } from '../log';
 import { STORAGE_DRIVER_NAMES } from '../storage/drivers';
 import { AGENT_VERSION } from '../version';
 import { onlineCpus, onlineMemory } from './hotplug';
-import { Guest, EventQueue, type ContainerView, type CopyFileRequest } from './index';
+import { Guest, type ContainerView, type CopyFileRequest, type OomEvent } from './index';
 import type { MetricsText } from './metrics';
 import { MAX_RESEED_BYTES } from './random';
 
@@ -141,9 +143,9 @@ describe('GetMetrics (core)', () => {
       ].join('\n') + '\n',
     };
     const containers: ContainerView[] = [
-      { id: 'a', state: 'running', init: { pid: null, isRunning: false } },
-      { id: 'b', state: 'stopped', init: { pid: null, isRunning: false } },
-      { id: 'c', state: 'running', init: { pid: null, isRunning: false } },
+      { id: 'a', state: 'running' },
+      { id: 'b', state: 'stopped' },
+      { id: 'c', state: 'running' },
     ];
     const text = await guestFor(freshDir('shared'), containers).metrics(rpc);
     assert.match(text, /^agent_rpc_calls_total\{version="v1",method="CopyFile",code="OK"\} 2$/m);
@@ -218,7 +220,8 @@ describe('OOM events (core)', () => {
     assert.deepEqual((await later).events.map((e) => [e.seq, e.event]), [[6, 6]]);
   });
 
-  it('the watcher reports an oom_kill increase in a container cgroup, and skips containers without one', async () => {
+  /** A fake /proc and cgroup tree: container a has a cgroup of its own (pid 100), b sits in the agent's (200), c in the root (300). */
+  function oomTree() {
     const base = freshDir('oom');
     const proc = path.join(base, 'proc');
     const cgroup = path.join(base, 'cgroup');
@@ -233,17 +236,27 @@ describe('OOM events (core)', () => {
     const events = path.join(cgroup, 'pods', 'ctr-a', 'memory.events');
     put(events, 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n');
     put(path.join(cgroup, 'agent', 'memory.events'), 'oom_kill 0\n');
-    const containers: ContainerView[] = [
-      { id: 'a', state: 'running', init: { pid: 100, isRunning: true } },
-      { id: 'b', state: 'running', init: { pid: 200, isRunning: true } },
-      { id: 'c', state: 'running', init: { pid: 300, isRunning: true } },
-    ];
-    const guest = guestFor(freshDir('shared'), containers, { procRoot: proc, cgroupRoot: cgroup, oomPollMs: 50 });
+    return { proc, cgroup, events };
+  }
+
+  /** What Container.create publishes: the init's process-started, then container-state created. */
+  function created(bus: EventBus, containerId: string, pid: number): void {
+    bus.publish({ type: 'process-started', containerId, execId: containerId, pid, at: Date.now() });
+    bus.publish({ type: 'container-state', containerId, state: 'created', at: Date.now() });
+  }
+
+  it('the watcher follows containers on the bus, reports an oom_kill increase in a container cgroup, and skips containers without one', async () => {
+    const { proc, cgroup, events } = oomTree();
+    const bus = new EventBus();
+    const guest = guestFor(freshDir('shared'), [], { procRoot: proc, cgroupRoot: cgroup, oomPollMs: 50, events: bus });
     guest.start();
-    // The watcher's timer and watches do not hold the event loop open (the agent's server does): hold it here.
+    // The watcher's watches do not hold the event loop open (the agent's server does): hold it here.
     const keepAlive = setInterval(() => {}, 1000);
     try {
-      await guest.oomWatcher.sync();
+      created(bus, 'a', 100);
+      created(bus, 'b', 200);
+      created(bus, 'c', 300);
+      await guest.oomWatcher.settled();
       assert.deepEqual(guest.oomWatcher.watched(), ['a']);
       // Noise in the agent's own cgroup is not a container's OOM.
       fs.writeFileSync(path.join(cgroup, 'agent', 'memory.events'), 'oom_kill 3\n');
@@ -256,15 +269,75 @@ describe('OOM events (core)', () => {
       while (guest.oomEvents.pending === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.equal((await guest.nextOomEvent()).containerId, 'a');
       assert.equal(guest.oomWatcher.events, 2);
+      // Every kill is on the bus too, for cursor readers.
+      const kills = (await bus.read(0)).filter((e) => e.event.type === 'oom-kill').map((e) => e.event);
+      assert.deepEqual(kills.map((e) => e.containerId), ['a', 'a']);
       // The container goes away: it is no longer watched.
-      containers.splice(0, 1);
-      await guest.oomWatcher.sync();
+      bus.publish({ type: 'container-state', containerId: 'a', state: 'removed', at: Date.now() });
       assert.deepEqual(guest.oomWatcher.watched(), []);
+      await guest.oomWatcher.settled();
       await assert.rejects(guest.nextOomEvent(AbortSignal.timeout(100)), isKind('failed-precondition'));
     } finally {
       clearInterval(keepAlive);
       guest.stop();
     }
+  });
+
+  it('the watcher counts OOM kills on demand: fresh from the file, null for a container without a cgroup of its own', async () => {
+    const { proc, cgroup, events } = oomTree();
+    const bus = new EventBus();
+    const guest = guestFor(freshDir('shared'), [], { procRoot: proc, cgroupRoot: cgroup, events: bus });
+    guest.start();
+    try {
+      assert.equal(await guest.oomWatcher.count('a'), null, 'not created yet');
+      created(bus, 'a', 100);
+      created(bus, 'b', 200);
+      // Asked at once: the count waits for the watch being set up.
+      assert.equal(await guest.oomWatcher.count('a'), 0);
+      assert.equal(await guest.oomWatcher.count('b'), null);
+      // The kernel counted a kill; the count reads it at once, whatever inotify has delivered yet, and publishes it.
+      fs.writeFileSync(events, 'oom 1\noom_kill 1\n');
+      assert.equal(await guest.oomWatcher.count('a'), 1);
+      assert.equal(guest.oomEvents.pending, 1);
+      await guest.oomWatcher.settled();
+      assert.equal(guest.oomWatcher.events, 1, 'one kill is one event, whoever read it first');
+      bus.publish({ type: 'container-state', containerId: 'a', state: 'removed', at: Date.now() });
+      assert.equal(await guest.oomWatcher.count('a'), null);
+      // Stopped: it follows the bus no more.
+      guest.stop();
+      created(bus, 'a', 100);
+      await guest.oomWatcher.settled();
+      assert.deepEqual(guest.oomWatcher.watched(), []);
+    } finally {
+      guest.stop();
+    }
+  });
+
+  it('GetOOMEvent (Guest.nextOomEvent) cancelled as the event arrives keeps it for the next caller', async () => {
+    const bus = new EventBus();
+    const guest = guestFor('/nonexistent', [], { events: bus });
+    const ac = new AbortController();
+    const waiting = guest.nextOomEvent(ac.signal);
+    const event: OomEvent = { type: 'oom-kill', containerId: 'c1', at: Date.now() };
+    bus.publish(event);
+    ac.abort();
+    await assert.rejects(waiting, isKind('failed-precondition', /cancelled/));
+    assert.equal(guest.oomEvents.pending, 1);
+    assert.equal(await guest.nextOomEvent(), event);
+  });
+
+  it('an OOM event nobody took outlives the bus window: the take-queue keeps its own, and each goes to one caller', async () => {
+    const bus = new EventBus({ capacity: 4 });
+    const guest = guestFor('/nonexistent', [], { events: bus });
+    bus.publish({ type: 'oom-kill', containerId: 'early', at: 1 });
+    const other: CoreEvent = { type: 'container-state', containerId: 'x', state: 'running', at: 2 };
+    for (let i = 0; i < 10; i++) bus.publish({ ...other });
+    assert.equal(bus.oldestSeq, 8, 'the bus itself dropped it');
+    bus.publish({ type: 'oom-kill', containerId: 'late', at: 3 });
+    const [first, second] = await Promise.all([guest.nextOomEvent(), guest.nextOomEvent()]);
+    assert.deepEqual([first.containerId, second.containerId], ['early', 'late']);
+    assert.equal(guest.oomEvents.pending, 0);
+    assert.equal(bus.waiting + guest.oomEvents.waiting, 0);
   });
 });
 

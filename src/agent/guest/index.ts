@@ -1,12 +1,13 @@
 // The guest module: the version-free core of the guest RPCs (details, clock,
 // hot-plug, entropy, file copy, metrics, OOM events). Handler sets of every
 // protocol version call this; nothing here knows a wire message.
+import type { EventQueue } from '../core/event-queue';
+import { EventBus } from '../core/events';
 import type { Logger } from '../log';
 import { setGuestDateTime } from './clock';
 import { FileCopier, type CopyFileRequest } from './copy-file';
 import { guestDetails, type GuestDetails, type GuestDetailsRequest } from './details';
 import { DriverRegistry } from './drivers';
-import { EventQueue } from './event-queue';
 import { onlineCpuMem, type OnlineRequest } from './hotplug';
 import { renderMetrics, type MetricsText } from './metrics';
 import { OomWatcher, type OomEvent } from './oom';
@@ -17,42 +18,46 @@ export type { GuestDetails, GuestDetailsRequest } from './details';
 export type { OnlineRequest } from './hotplug';
 export type { OomEvent } from './oom';
 export { DriverRegistry } from './drivers';
-export { EventQueue } from './event-queue';
 
 /** The containers as the guest module sees them (Sandbox.list() fits). */
 export interface ContainerView {
   id: string;
   state: string;
-  init: { pid: number | null; isRunning: boolean };
 }
 
 export interface GuestOptions {
   /** Root that CopyFile destinations must stay inside (config.sharedDir). */
   sharedDir: string;
   containers(): ContainerView[];
+  /** The core's event bus: the OOM watcher follows the containers there and publishes oom-kill events (none: a bus of its own). */
+  events?: EventBus;
   log: Logger;
   sysRoot?: string;
   procRoot?: string;
   cgroupRoot?: string;
   randomDevice?: string;
+  /** How often a memory.events that inotify cannot watch is re-read. */
   oomPollMs?: number;
+  /** OOM events kept for v1 GetOOMEvent while nobody takes them. */
   oomQueueCapacity?: number;
 }
 
 export class Guest {
   /** Storage and device handlers on offer; their modules register here. */
   readonly drivers = new DriverRegistry();
-  /** OOM kills, kept until someone takes them. */
+  readonly events: EventBus;
+  /** The bus's oom-kill events, each kept until one caller takes it (v1 GetOOMEvent). */
   readonly oomEvents: EventQueue<OomEvent>;
+  /** Also the OOM kill counts (OomKillCounts) the containers' exit statuses are judged by. */
   readonly oomWatcher: OomWatcher;
   private readonly copier: FileCopier;
 
   constructor(private readonly options: GuestOptions) {
     this.copier = new FileCopier(options.sharedDir);
-    this.oomEvents = new EventQueue<OomEvent>(options.oomQueueCapacity ?? 1024, 'OOM event');
+    this.events = options.events ?? new EventBus({ log: options.log });
+    this.oomEvents = this.events.takeQueue('oom-kill', { capacity: options.oomQueueCapacity ?? 1024, what: 'OOM event' });
     this.oomWatcher = new OomWatcher({
-      targets: () => options.containers().map((c) => ({ id: c.id, pid: c.init.isRunning ? c.init.pid : null })),
-      queue: this.oomEvents,
+      events: this.events,
       log: options.log,
       ...(options.cgroupRoot ? { cgroupRoot: options.cgroupRoot } : {}),
       ...(options.procRoot ? { procRoot: options.procRoot } : {}),
@@ -60,7 +65,7 @@ export class Guest {
     });
   }
 
-  /** Starts watching containers for OOM kills. */
+  /** Starts following the containers on the bus for OOM kills. */
   start(): void {
     this.oomWatcher.start();
   }

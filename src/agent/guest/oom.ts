@@ -1,41 +1,38 @@
-// OOM kills of containers, for GetOOMEvent (and later v2 WatchEvents).
+// OOM kills of containers, published as oom-kill events on the core's event
+// bus (v1 GetOOMEvent takes them from there), and the OOM kill counts the
+// containers' exit statuses are judged by (OomKillCounts).
+//
+// Which containers: the watcher follows the bus. A container's
+// container-state `created` starts its watch (the cgroup is found through the
+// pid of its first process, from the process-started event published just
+// before), `removed` ends it. Nothing polls the sandbox.
 //
 // Source: the `oom_kill` counter in memory.events of each container's own
 // cgroup (v2). Each file is watched with fs.watch (inotify): the kernel raises
 // a modify event on memory.events whenever one of its counters changes (see
 // the cgroup v2 documentation), so a kill is seen within milliseconds and an
-// idle guest reads nothing. A timer every 500 ms only reconciles the set of
-// watched containers with the sandbox (which has no create/remove hooks) and
-// re-reads the files whose watch could not be set up (inotify limits).
+// idle guest reads nothing. Only a file whose watch could not be set up
+// (inotify limits) is re-read on a timer, which runs while there is one.
 //
 // A container without a cgroup of its own (the OCI runtime ran with cgroups
 // disabled, as on development hosts, so it sits in the agent's cgroup or the
 // root) or without the memory controller is skipped silently: its OOM kills
-// cannot be told apart from anyone else's.
+// cannot be told apart from anyone else's, and its count is null.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import type { OomKillCounts } from '../core/container';
+import type { CoreEvent, EventBus, OomKillEvent, Sequenced } from '../core/events';
 import type { Logger } from '../log';
-import type { EventQueue } from './event-queue';
 
-export interface OomEvent {
-  containerId: string;
-  /** Milliseconds since the epoch when the agent saw the kill. */
-  at: number;
-}
-
-/** A container as the watcher needs it: its id and its init's pid while that runs. */
-export interface OomTarget {
-  id: string;
-  pid: number | null;
-}
+export type OomEvent = OomKillEvent;
 
 export interface OomWatcherOptions {
-  targets(): OomTarget[];
-  queue: EventQueue<OomEvent>;
+  events: EventBus;
   log: Logger;
   cgroupRoot?: string;
   procRoot?: string;
+  /** How often a memory.events that could not be watched is re-read. */
   pollMs?: number;
 }
 
@@ -48,38 +45,35 @@ interface Watch {
   again: boolean;
 }
 
-export class OomWatcher {
+export class OomWatcher implements OomKillCounts {
   private readonly watches = new Map<string, Watch>();
-  /** Containers already found to have no usable cgroup, by the pid that was checked. */
-  private readonly skipped = new Map<string, number>();
+  /** The pid of each container's first process (its init), until its watch is set up. */
+  private readonly firstPids = new Map<string, number>();
+  /** Watches being set up (finding the cgroup), by container id. */
+  private readonly setups = new Map<string, Promise<void>>();
+  /** Last looks at the files of removed containers, still running. */
+  private readonly closing = new Set<Promise<void>>();
+  private unsubscribe: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private syncing: Promise<void> | null = null;
   /** OOM events seen since start. */
   events = 0;
 
   constructor(private readonly options: OomWatcherOptions) {}
 
+  /** Follows the bus from now on. */
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.sync(), this.options.pollMs ?? 500);
-    this.timer.unref();
-    void this.sync();
+    if (this.unsubscribe) return;
+    this.unsubscribe = this.options.events.subscribe((item) => this.onEvent(item));
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.stopPolling();
     for (const w of this.watches.values()) w.watcher?.close();
     this.watches.clear();
-    this.skipped.clear();
-  }
-
-  /** Reconciles the watched set with the containers; polls unwatchable files. Never throws. */
-  sync(): Promise<void> {
-    this.syncing ??= this.syncOnce()
-      .catch((err: unknown) => this.options.log.warn({ err }, 'OOM watcher: sync failed'))
-      .finally(() => (this.syncing = null));
-    return this.syncing;
+    this.firstPids.clear();
+    this.setups.clear();
   }
 
   /** Container ids whose memory.events is watched (for tests and logs). */
@@ -87,32 +81,70 @@ export class OomWatcher {
     return [...this.watches.keys()];
   }
 
-  private async syncOnce(): Promise<void> {
-    const targets = this.options.targets();
-    const ids = new Set(targets.map((t) => t.id));
-    for (const [id, w] of this.watches) {
-      if (ids.has(id)) continue;
-      await this.check(id, w); // a last look: the kill may be why it went away
-      w.watcher?.close();
-      this.watches.delete(id);
+  /** Resolves once every watch being set up is, and every read under way is done. Never rejects. */
+  async settled(): Promise<void> {
+    for (;;) {
+      const pending = [...this.setups.values(), ...this.closing, ...[...this.watches.values()].map((w) => w.checking)].filter((p) => p !== null);
+      if (pending.length === 0) return;
+      await Promise.allSettled(pending);
     }
-    for (const id of this.skipped.keys()) if (!ids.has(id)) this.skipped.delete(id);
+  }
 
-    for (const t of targets) {
-      const w = this.watches.get(t.id);
-      if (w) {
-        if (!w.watcher) await this.check(t.id, w);
-        continue;
-      }
-      if (t.pid === null || this.skipped.get(t.id) === t.pid) continue;
-      const file = await this.memoryEventsOf(t.pid);
-      if (file === null) {
-        this.options.log.debug({ container: t.id }, 'OOM watcher: no cgroup of its own with a memory controller; not watched');
-        this.skipped.set(t.id, t.pid);
-        continue;
-      }
-      await this.add(t.id, file);
+  /**
+   * The container cgroup's oom_kill count, read now (so a kill the kernel
+   * counted before this call is in it; a rise is also published); null when
+   * the container is not watched (no cgroup of its own, not created yet, removed).
+   */
+  async count(containerId: string): Promise<number | null> {
+    await this.setups.get(containerId);
+    const w = this.watches.get(containerId);
+    if (!w) return null;
+    await this.check(containerId, w);
+    return w.lastCount;
+  }
+
+  private onEvent({ event }: Sequenced<CoreEvent>): void {
+    if (event.type === 'process-started') {
+      if (!this.firstPids.has(event.containerId)) this.firstPids.set(event.containerId, event.pid);
+    } else if (event.type === 'container-state') {
+      if (event.state === 'created') this.watch(event.containerId);
+      else if (event.state === 'removed') this.unwatch(event.containerId);
     }
+  }
+
+  private watch(id: string): void {
+    const pid = this.firstPids.get(id);
+    this.firstPids.delete(id);
+    if (pid === undefined || this.watches.has(id) || this.setups.has(id)) return;
+    const setup = this.memoryEventsOf(pid)
+      .then(async (file) => {
+        if (this.setups.get(id) !== setup) return; // removed (or stopped) meanwhile
+        if (file === null) {
+          this.options.log.debug({ container: id }, 'OOM watcher: no cgroup of its own with a memory controller; not watched');
+          return;
+        }
+        await this.add(id, file);
+      })
+      .catch((err: unknown) => this.options.log.warn({ err, container: id }, 'OOM watcher: cannot set up the watch'))
+      .finally(() => {
+        if (this.setups.get(id) === setup) this.setups.delete(id);
+      });
+    this.setups.set(id, setup);
+  }
+
+  private unwatch(id: string): void {
+    this.firstPids.delete(id);
+    this.setups.delete(id);
+    const w = this.watches.get(id);
+    if (!w) return;
+    this.watches.delete(id);
+    if (![...this.watches.values()].some((x) => !x.watcher)) this.stopPolling();
+    // A last look: the kill may be why it went away.
+    const last: Promise<void> = this.check(id, w).finally(() => {
+      w.watcher?.close();
+      this.closing.delete(last);
+    });
+    this.closing.add(last);
   }
 
   /** memory.events of the process's cgroup if it is the container's own, else null. */
@@ -134,12 +166,27 @@ export class OomWatcher {
         this.options.log.warn({ err, container: id, file }, 'OOM watcher: watch failed, polling instead');
         w.watcher?.close();
         w.watcher = null;
+        if (this.watches.get(id) === w) this.startPolling();
       });
     } catch (err) {
       this.options.log.warn({ err, container: id, file }, 'OOM watcher: cannot watch, polling instead');
+      this.startPolling();
     }
     this.options.log.debug({ container: id, file, inotify: w.watcher !== null }, 'OOM watcher: watching');
     await this.check(id, w);
+  }
+
+  private startPolling(): void {
+    if (this.timer || !this.unsubscribe) return;
+    this.timer = setInterval(() => {
+      for (const [id, w] of this.watches) if (!w.watcher) void this.check(id, w);
+    }, this.options.pollMs ?? 500);
+    this.timer.unref();
+  }
+
+  private stopPolling(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
 
   /** Reads oom_kill; one event per increase seen. Concurrent calls coalesce into one more read. */
@@ -156,7 +203,7 @@ export class OomWatcher {
           w.lastCount = count;
           this.events++;
           this.options.log.warn({ container: id, oomKills: count }, 'container OOM-killed');
-          this.options.queue.push({ containerId: id, at: Date.now() });
+          this.options.events.publish({ type: 'oom-kill', containerId: id, at: Date.now() });
         }
       } while (w.again);
     })().finally(() => (w.checking = null));

@@ -1,12 +1,27 @@
 // One process inside a container (its init or an exec), as the core sees it.
-import type { ExitStatus } from './exit-status';
+import { failedPrecondition } from '../errors';
+import type { ExitStatus, ProcessExit } from './exit-status';
 import type { ProcessIO } from './process-io';
 
 export class ContainerProcess {
   pid: number | null = null;
+  /** Milliseconds since the epoch when the runtime was asked to start the process; null before it started. */
+  startedAt: number | null = null;
+  /** The exit status record, once the process was reaped and its record made. */
   status: ExitStatus | null = null;
-  /** Set once a client has been given the exit status. */
+  /**
+   * Set once a client has been given the exit status: v1 WaitProcess
+   * collected it, or a client acknowledged it (acknowledge()). A collected
+   * exec is forgotten once its output was read to the end too.
+   */
   collected = false;
+  /**
+   * Called when a client acknowledges the status (the container forgets a
+   * drained exec then); null for the init, which stays until the container goes.
+   */
+  onAcknowledged: (() => void) | null = null;
+  /** The kernel reported the exit: the pid is no longer ours to signal. */
+  private reaped = false;
   private exitedPromise: Promise<ExitStatus> | null = null;
 
   constructor(
@@ -15,21 +30,46 @@ export class ContainerProcess {
     readonly io: ProcessIO,
   ) {}
 
-  /** Records the pid of the running process and the promise of its exit. */
-  running(pid: number, exit: Promise<ExitStatus>): void {
+  /**
+   * Records the pid of the running process and the promise of its exit;
+   * `record` turns the reaper's report into the exit status record (it may
+   * look things up, e.g. the container's OOM kill count).
+   */
+  running(pid: number, startedAt: number, exit: Promise<ProcessExit>, record: (exit: ProcessExit) => ExitStatus | Promise<ExitStatus>): void {
     this.pid = pid;
-    this.exitedPromise = exit.then((status) => {
-      this.status = status;
-      return status;
-    });
+    this.startedAt = startedAt;
+    this.exitedPromise = exit
+      .then((e) => {
+        // At once, in the reaper's turn: from here the pid may be recycled.
+        this.reaped = true;
+        return record(e);
+      })
+      .then((status) => {
+        this.status = status;
+        return status;
+      });
   }
 
   get isRunning(): boolean {
-    return this.pid !== null && this.status === null;
+    return this.pid !== null && !this.reaped;
   }
 
-  /** Resolves when the process has exited; null if it never started. */
+  /** Resolves when the process has exited and its record is made; null if it never started. */
   exited(): Promise<ExitStatus> | null {
     return this.exitedPromise;
+  }
+
+  /**
+   * A client has the exit status and needs it kept no longer (v2
+   * acknowledges what WatchEvents delivered): it counts as collected, and an
+   * exec whose output was read to the end is forgotten. Idempotent.
+   * Failed-precondition while the process has not exited.
+   */
+  acknowledge(): void {
+    if (this.status === null) {
+      throw failedPrecondition(`process ${this.execId} in container ${this.containerId} has not exited: no exit status to acknowledge`);
+    }
+    this.collected = true;
+    this.onAcknowledged?.();
   }
 }

@@ -26,7 +26,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import fs from 'node:fs';
 import { native } from '../../native/native';
 import type { Logger } from '../log';
-import type { ExitStatus } from './exit-status';
+import type { ProcessExit } from './exit-status';
 
 const MAX_UNCLAIMED = 1024;
 /** Longer than the OCI runtime's default deadline (60 s), so a slow launch still finds an early exit. */
@@ -45,13 +45,13 @@ interface Unclaimed {
   pid: number;
   /** null if the zombie's stat could not be read (it then matches by pid only). */
   startTime: number | null;
-  status: ExitStatus;
+  status: ProcessExit;
   /** performance.now() when reaped. */
   reapedAt: number;
 }
 
 interface Watch {
-  resolve(status: ExitStatus): void;
+  resolve(status: ProcessExit): void;
   reject(err: Error): void;
 }
 
@@ -110,10 +110,10 @@ export class Reaper {
   }
 
   /** Resolves with the exit status of an adopted (or own) child `pid`. */
-  wait(pid: number): Promise<ExitStatus> {
+  wait(pid: number): Promise<ProcessExit> {
     const early = this.claim(pid);
     if (early) return Promise.resolve(early);
-    return new Promise<ExitStatus>((resolve, reject) => {
+    return new Promise<ProcessExit>((resolve, reject) => {
       const list = this.watched.get(pid) ?? [];
       list.push({ resolve, reject });
       this.watched.set(pid, list);
@@ -139,7 +139,7 @@ export class Reaper {
   }
 
   /** The kept status of `pid`'s process, removed from the table; see the rule at the top. */
-  private claim(pid: number): ExitStatus | null {
+  private claim(pid: number): ProcessExit | null {
     this.prune();
     const live = this.startTimeOf(pid);
     let match: Unclaimed | null = null;
@@ -168,7 +168,7 @@ export class Reaper {
   }
 
   private collect(pid: number): void {
-    let status: ExitStatus | null;
+    let status: ProcessExit | null;
     try {
       status = this.tryWait(pid);
     } catch (err) {
@@ -186,9 +186,9 @@ export class Reaper {
     for (const w of watchers) w.resolve(status);
   }
 
-  private tryWait(pid: number): ExitStatus | null {
+  private tryWait(pid: number): ProcessExit | null {
     const r = native.waitpid(pid);
-    return r && { code: r.exitCode, signal: r.signal, at: new Date() };
+    return r && { code: r.exitCode, signal: r.signal, coreDumped: r.coreDumped, exitedAt: Date.now() };
   }
 
   /** Pids of our children that are zombies, from /proc. */

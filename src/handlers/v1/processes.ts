@@ -1,10 +1,10 @@
 // v1 process RPCs: exec, signal, wait.
 import type { AgentCore } from '../../agent/core';
-import { shellStatus } from '../../agent/process/exit-status';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
 import { parseJsonField } from '../json';
 import { execIdOf } from './defaults';
+import { shellStatus } from './conversions';
 
 export function processHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;

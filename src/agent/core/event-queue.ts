@@ -3,7 +3,8 @@
 //   arrive while nobody waits are kept for the next caller (v1 GetOOMEvent);
 //   a caller cancelled as its event arrives gives it back, so it is not lost;
 // - read(after): every reader sees every event after its own cursor, and can
-//   tell when it fell behind the retained window (for v2 WatchEvents).
+//   tell when it fell behind the retained window (the core's event bus,
+//   events.ts, streams from it).
 // Memory is bounded: past `capacity` the oldest event is dropped and counted.
 import { failedPrecondition } from '../errors';
 
@@ -47,6 +48,16 @@ export class EventQueue<T> {
   /** Seq of the newest event (0 if none yet): a cursor that reads only what comes next. */
   get head(): number {
     return this.lastSeq;
+  }
+
+  /** Seq of the oldest event still kept (head + 1 when none is). */
+  get oldest(): number {
+    return this.oldestSeq();
+  }
+
+  /** Callers waiting in take() or read() (0 once they all got an event or went away). */
+  get waiting(): number {
+    return this.takers.length + this.readers.size;
   }
 
   /** Events kept and not yet taken. */
@@ -173,7 +184,8 @@ export class EventQueue<T> {
 
   private readNow(after: number): ReadResult<T> {
     const oldest = this.oldestSeq();
-    const events = this.buffer.filter((e) => e.seq > after);
+    // The buffer holds the seqs oldest..head without a gap.
+    const events = this.buffer.slice(Math.max(0, after + 1 - oldest));
     return { events, missed: events.length > 0 ? Math.max(0, oldest - after - 1) : 0 };
   }
 

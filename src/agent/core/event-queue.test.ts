@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
-import { silentLogger } from '../log';
 import { EventQueue } from './event-queue';
-import { Guest, type OomEvent } from './index';
 
 const cancelled = (err: unknown) => {
   assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
@@ -60,17 +58,5 @@ describe('EventQueue give-back', () => {
     await assert.rejects(q.take(AbortSignal.abort()), cancelled);
     assert.equal(q.pending, 1);
     assert.equal(await q.take(), 'kept');
-  });
-
-  it('GetOOMEvent (Guest.nextOomEvent) cancelled as the event arrives keeps it for the next caller', async () => {
-    const guest = new Guest({ sharedDir: '/nonexistent', containers: () => [], log: silentLogger });
-    const ac = new AbortController();
-    const waiting = guest.nextOomEvent(ac.signal);
-    const event: OomEvent = { containerId: 'c1', at: Date.now() };
-    guest.oomEvents.push(event);
-    ac.abort();
-    await assert.rejects(waiting, cancelled);
-    assert.equal(guest.oomEvents.pending, 1);
-    assert.equal(await guest.nextOomEvent(), event);
   });
 });
