@@ -105,10 +105,11 @@ export async function main(argv: readonly string[]): Promise<void> {
     config,
     sandbox,
     events,
+    requests: new RequestLedger(),
     network,
     callMetrics,
     policy,
-    guest: new Guest({ sharedDir: config.sharedDir, events, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
+    guest: new Guest({ sharedDir: config.sharedDir, events, policy, containers: () => sandbox.list(), log: log.child({ module: 'guest' }) }),
     // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
     onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),

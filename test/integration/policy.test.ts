@@ -63,6 +63,24 @@ describe('agent policy', () => {
     }
   });
 
+  it('copy_file.paths narrows where CopyFile may write inside the shared dir', async () => {
+    // A shared dir of the test's own, so that the rule can name a directory inside it.
+    const shared = fs.realpathSync(fs.mkdtempSync(path.join(tmp, 'shared-')));
+    const file = policyFile('copy.json', { format: 1, copy_file: { paths: [path.join(shared, 'etc')] } });
+    const agent = await startAgent({ args: ['--policy', file, '--shared-dir', shared] });
+    agents.push(agent);
+    const client = await agent.connect();
+    try {
+      const chunk = (p: string) => ({ path: p, file_size: 3, file_mode: 0o644, dir_mode: 0o755, uid: 0, gid: 0, offset: 0, data: Buffer.from('abc') });
+      await client.v1('CopyFile', chunk(path.join(shared, 'etc', 'hosts')));
+      assert.equal(fs.readFileSync(path.join(shared, 'etc', 'hosts'), 'utf8'), 'abc');
+      await assert.rejects(client.v1('CopyFile', chunk(path.join(shared, 'elsewhere'))), denied(/CopyFile to .*elsewhere.* rule copy_file\.paths/));
+      assert.equal(fs.existsSync(path.join(shared, 'elsewhere')), false);
+    } finally {
+      client.close();
+    }
+  });
+
   it('without --policy and without the image\'s file, no policy is loaded', async () => {
     const agent = await startAgent();
     agents.push(agent);

@@ -4,6 +4,7 @@
 import type { EventQueue } from '../core/event-queue';
 import { EventBus } from '../core/events';
 import type { Logger } from '../log';
+import type { Policy } from '../policy/policy';
 import { setGuestDateTime } from './clock';
 import { FileCopier, type CopyFileRequest } from './copy-file';
 import { guestDetails, type GuestDetails, type GuestDetailsRequest } from './details';
@@ -28,6 +29,8 @@ export interface ContainerView {
 export interface GuestOptions {
   /** Root that CopyFile destinations must stay inside (config.sharedDir). */
   sharedDir: string;
+  /** The operator's policy (CopyFile paths). */
+  policy?: Policy;
   containers(): ContainerView[];
   /** The core's event bus: the OOM watcher follows the containers there and publishes oom-kill events (none: a bus of its own). */
   events?: EventBus;
@@ -53,7 +56,7 @@ export class Guest {
   private readonly copier: FileCopier;
 
   constructor(private readonly options: GuestOptions) {
-    this.copier = new FileCopier(options.sharedDir);
+    this.copier = new FileCopier(options.sharedDir, options.policy);
     this.events = options.events ?? new EventBus({ log: options.log });
     this.oomEvents = this.events.takeQueue('oom-kill', { capacity: options.oomQueueCapacity ?? 1024, what: 'OOM event' });
     this.oomWatcher = new OomWatcher({
