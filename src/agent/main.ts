@@ -10,6 +10,7 @@ import path from 'node:path';
 import { ConfigError, helpText, loadConfig, type ParsedArgs } from './config';
 import type { AgentCore } from './core';
 import { EventBus } from './core/events';
+import { RequestLedger } from './core/requests';
 import { Sandbox } from './core/sandbox';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';

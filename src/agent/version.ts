@@ -6,5 +6,5 @@ export const AGENT_VERSION = '0.1.0';
 export const agentBuild = (): string => (typeof AGENT_BUILD === 'string' ? AGENT_BUILD : 'dev');
 
 /** Every protocol version this agent serves, lowest first. */
-export const PROTOCOL_VERSIONS = ['v1'] as const;
+export const PROTOCOL_VERSIONS = ['v1', 'v2'] as const;
 export type ProtocolVersion = (typeof PROTOCOL_VERSIONS)[number];

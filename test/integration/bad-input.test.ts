@@ -34,7 +34,7 @@ describe('bad input', () => {
   const stillServes = async () => {
     assert.ok(agent.alive(), 'the agent process is still running');
     const again = await agent.connect();
-    assert.equal(again.protocol, 'v1');
+    assert.equal(again.protocol, 'v2');
     again.close();
   };
 

@@ -23,9 +23,9 @@ describe('container lifecycle', () => {
     await agent?.stop();
   });
 
-  it('negotiates v1', () => {
-    assert.equal(client.protocol, 'v1');
-    assert.deepEqual(client.agent.protocol_versions, ['v1']);
+  it('negotiates the highest version both serve (v2); the v1 calls below work on the same connection', () => {
+    assert.equal(client.protocol, 'v2');
+    assert.deepEqual(client.agent.protocol_versions, ['v1', 'v2']);
   });
 
   it('creates a sandbox with a hostname in its own UTS namespace', async () => {

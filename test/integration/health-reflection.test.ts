@@ -29,7 +29,7 @@ describe('health and reflection', () => {
   it('answers grpc.health.v1 Check for the agent services', async () => {
     const health = load('health/v1/health.proto', path.join(REPO, 'node_modules/grpc-health-check/proto'));
     const client = new health.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
-    for (const service of ['', 'agent.v1.AgentService']) {
+    for (const service of ['', 'agent.Discovery', 'agent.v1.AgentService', 'agent.v2.AgentService']) {
       const res = await new Promise<any>((resolve, reject) =>
         client.Check({ service }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))),
       );
@@ -59,7 +59,7 @@ describe('health and reflection', () => {
   };
 
   const SERVED = [
-    'agent.Discovery', 'agent.v1.AgentService', 'grpc.health.v1.Health',
+    'agent.Discovery', 'agent.v1.AgentService', 'agent.v2.AgentService', 'grpc.health.v1.Health',
     'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection',
   ];
 
@@ -160,6 +160,7 @@ describe('health and reflection', () => {
       assert.equal(out.services['grpc.health.v1.Health']!.file, 'grpc/health/v1/health.proto');
       assert.ok(out.services['grpc.health.v1.Health']!.methods.includes('Check(grpc.health.v1.HealthCheckRequest)'));
       assert.ok(out.services['agent.v1.AgentService']!.methods.includes('CreateContainer(agent.v1.CreateContainerRequest)'));
+      assert.ok(out.services['agent.v2.AgentService']!.methods.includes('ReadOutput(agent.v2.ReadOutputRequest)'));
       assert.ok(out.services['agent.Discovery']!.methods.includes('Negotiate(agent.NegotiateRequest)'));
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });

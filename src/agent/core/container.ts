@@ -38,6 +38,8 @@ export interface OomKillCounts {
 
 export class Container {
   state: ContainerState = 'created';
+  /** Milliseconds since the epoch when the container was made (before the runtime's create). */
+  readonly createdAt = Date.now();
   readonly init: ContainerProcess;
   private readonly execs = new Map<string, ContainerProcess>();
   /**
@@ -153,6 +155,11 @@ export class Container {
     if (this.removing) {
       throw failedPrecondition(`container ${this.id} is being removed; cannot ${what} (create a new container instead)`);
     }
+  }
+
+  /** The exec'd processes the container still knows (not the init), in the order they were exec'd. */
+  execProcesses(): ContainerProcess[] {
+    return [...this.execs.values()];
   }
 
   /** Pids of the container's processes that still run (whose namespaces a sibling container may join). */

@@ -5,6 +5,7 @@ import type { Network } from '../network';
 import type { MetricsText } from '../guest/metrics';
 import type { Policy } from '../policy/policy';
 import type { EventBus } from './events';
+import type { RequestLedger } from './requests';
 import type { Sandbox } from './sandbox';
 
 export interface AgentCore {
@@ -16,6 +17,12 @@ export interface AgentCore {
    * cursor (watch); v1 GetOOMEvent takes from guest.oomEvents, fed by it.
    */
   events: EventBus;
+  /**
+   * Client request ids of mutating calls (requests.ts): a retry with the same
+   * id and arguments gets the first answer and acts once. One for the agent:
+   * v2's handlers key it by (request id, method, arguments).
+   */
+  requests: RequestLedger;
   network: Network;
   /** The RPC boundary's call counters, which GetMetrics shows; kept outside the core. */
   callMetrics: MetricsText;

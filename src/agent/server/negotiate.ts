@@ -1,5 +1,6 @@
 // Protocol negotiation: the highest version both sides speak.
 import { failedPrecondition } from '../errors';
+import { STORAGE_DRIVER_NAMES } from '../storage/drivers';
 import { PROTOCOL_VERSIONS } from '../version';
 
 const rank = (v: string) => Number(/^v(\d+)$/.exec(v)?.[1] ?? NaN);
@@ -16,11 +17,29 @@ export function selectVersion(clientVersions: readonly string[], served: readonl
   return common[0]!;
 }
 
-/** Capability strings a client checks before relying on a feature. */
+/**
+ * Capability strings a client checks before relying on a feature. The
+ * `feature:` strings after feature:policy are protocol v2's (a v2 client
+ * still checks them: a later agent might serve v2 without one of them);
+ * `storage:DRIVER` for each storage driver the agent mounts.
+ */
 export const CAPABILITIES: readonly string[] = [
   'feature:tty',
   'feature:stdio-polling',
   'feature:health',
   'feature:reflection',
   'feature:policy',
+  // v2: ReadOutput and WriteInput at byte offsets.
+  'feature:stream-output',
+  // v2: WatchEvents with a sequence cursor.
+  'feature:watch-events',
+  // v2: request ids on every mutating call.
+  'feature:request-ids',
+  // v2: ExitStatus with its parts, kept until ReleaseProcess.
+  'feature:exit-status',
+  // v2: ListContainers, GetContainer, ContainerInfo and ProcessInfo.
+  'feature:snapshots',
+  // v2: google.rpc.Status/ErrorInfo in grpc-status-details-bin with every failure.
+  'feature:error-details',
+  ...STORAGE_DRIVER_NAMES.map((driver) => `storage:${driver}`),
 ];

@@ -10,6 +10,7 @@ import type { AgentCore } from '../core';
 import { silentLogger } from '../log';
 import { NO_POLICY } from '../policy/policy';
 import { packageDefinition } from '../../protocol';
+import { decodeStatusDetails, STATUS_DETAILS_KEY } from '../../status-details';
 import { withServedServices } from './reflection';
 import { RpcMetrics } from './rpc-metrics';
 import { createServer, type AgentServer } from './server';
@@ -52,6 +53,25 @@ describe('the agent server', () => {
       client.makeUnaryRequest(p, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline }, (err) => resolve(err));
     });
 
+  it('a malformed v2 request carries its reason in the status details; v1 and Discovery keep plain statuses', async () => {
+    const details = (err: grpc.ServiceError | null) => {
+      const bin = err?.metadata.get(STATUS_DETAILS_KEY)[0];
+      return bin === undefined ? null : decodeStatusDetails(bin as Buffer);
+    };
+    const v2 = await rawCall('/agent.v2.AgentService/CreateContainer', Buffer.from([0x0e]));
+    assert.equal(v2?.code, grpc.status.INVALID_ARGUMENT);
+    const info = details(v2);
+    assert.equal(info?.reason, 'INVALID_ARGUMENT');
+    assert.equal(info?.domain, 'agent');
+    assert.equal(info?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(info?.message ?? '', /agent\.v2\.CreateContainerRequest at offset 0: invalid wire type 6/);
+    for (const p of ['/agent.v1.AgentService/CreateContainer', '/agent.Discovery/Negotiate']) {
+      const plain = await rawCall(p, Buffer.from([0x0e]));
+      assert.equal(plain?.code, grpc.status.INVALID_ARGUMENT, p);
+      assert.equal(details(plain), null, p);
+    }
+  });
+
   it('answers malformed bytes with INVALID_ARGUMENT on every method of every service it serves', async () => {
     const served: string[] = [];
     for (const [name, paths] of definedServices()) {
@@ -61,7 +81,7 @@ describe('the agent server', () => {
       served.push(name);
       for (const [p, code] of codes) assert.equal(code, grpc.status.INVALID_ARGUMENT, `${p}: ${code === undefined ? 'OK' : grpc.status[code]}`);
     }
-    for (const name of ['agent.Discovery', 'agent.v1.AgentService', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']) {
+    for (const name of ['agent.Discovery', 'agent.v1.AgentService', 'agent.v2.AgentService', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']) {
       assert.ok(served.includes(name), `${name} is served`);
     }
   });

@@ -5,7 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { discoveryHandlers } from '../../handlers/discovery';
 import { v1Handlers } from '../../handlers/v1';
-import { AgentV1Service, DiscoveryService, packageDefinition } from '../../protocol';
+import { v2Handlers } from '../../handlers/v2';
+import { AgentV1Service, AgentV2Service, DiscoveryService, packageDefinition } from '../../protocol';
 import type { AgentCore } from '../core';
 import type { Logger } from '../log';
 import { refuseMalformedRequests, strictDecodingServer, withStrictDecoding } from './decoding';
@@ -29,9 +30,14 @@ export interface AgentServer {
 
 export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger): AgentServer {
   const limit = core.config.maxMessageBytes;
+  // v1 and Discovery answer plain statuses; v2's contract is a machine-readable
+  // reason with every failure (google.rpc.Status in grpc-status-details-bin).
   const rpc = new RpcBoundary(log, metrics, core.policy);
+  const rpcV2 = new RpcBoundary(log, metrics, core.policy, { statusDetails: true });
+  const paths = (s: grpc.ServiceDefinition) => Object.values(s).map((m) => m.path);
   // Calls to our own services are counted for GetMetrics, refused ones too.
-  const counted = new Set([DiscoveryService.service, AgentV1Service.service].flatMap((s) => Object.values(s).map((m) => m.path)));
+  const counted = new Set([DiscoveryService.service, AgentV1Service.service, AgentV2Service.service].flatMap(paths));
+  const v2Paths = new Set(paths(AgentV2Service.service));
   // Every request of every service is checked strictly as it is decoded
   // (decoding.ts); the second interceptor answers a malformed one with
   // INVALID_ARGUMENT before any handler runs. The first, the innermost, caps
@@ -39,15 +45,21 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limit,
     'grpc.max_send_message_length': limit,
-    interceptors: [capStatusMessages(), refuseMalformedRequests((path, details) => rpc.refused(path, details, counted.has(path)))],
+    interceptors: [
+      capStatusMessages(),
+      refuseMalformedRequests((path, details) => (v2Paths.has(path) ? rpcV2 : rpc).refused(path, details, counted.has(path))),
+    ],
   });
   server.addService(withStrictDecoding(DiscoveryService.service), discoveryHandlers(core, rpc));
   server.addService(withStrictDecoding(AgentV1Service.service), v1Handlers(core, rpc));
+  server.addService(withStrictDecoding(AgentV2Service.service), v2Handlers(core, rpcV2));
 
   // Health and reflection register their own services: through a stand-in
   // that wraps their decoders the same way.
   const strict = strictDecodingServer(server);
-  const health = new HealthImplementation({ '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING' });
+  const health = new HealthImplementation({
+    '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING', 'agent.v2.AgentService': 'SERVING',
+  });
   health.addToServer(strict as grpc.Server);
   addReflection(strict, packageDefinition);
 

@@ -1,0 +1,48 @@
+// v2 guest RPCs: thin translators to the guest module (agent/guest). OOM
+// kills reach v2 clients as WatchEvents events (no GetOOMEvent).
+import type { AgentCore } from '../../agent/core';
+import type { RpcBoundary } from '../../agent/server/rpc';
+import type { AgentV2Handlers } from '../../protocol';
+import { mutatingCalls } from './requests';
+
+type Group = 'GetGuestDetails' | 'SetGuestDateTime' | 'OnlineCPUMem' | 'ReseedRandomDev' | 'CopyFile' | 'GetMetrics';
+
+export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
+  const { guest } = core;
+  const once = mutatingCalls(core, rpc);
+  return {
+    GetGuestDetails: rpc.unary(async (req) => {
+      const d = await guest.details({ memBlockSize: req.mem_block_size, memHotplugProbe: req.mem_hotplug_probe });
+      return {
+        mem_block_size_bytes: d.memBlockSizeBytes,
+        support_mem_hotplug_probe: d.supportMemHotplugProbe,
+        agent_details: {
+          version: d.agent.version,
+          init_daemon: d.agent.initDaemon,
+          storage_handlers: d.agent.storageHandlers,
+          device_handlers: d.agent.deviceHandlers,
+        },
+      };
+    }),
+    SetGuestDateTime: once('SetGuestDateTime', (req) => {
+      guest.setDateTime(req.sec, req.usec);
+      return {};
+    }),
+    OnlineCPUMem: once('OnlineCPUMem', async (req, ctx) => {
+      await guest.onlineCpuMem({ wait: req.wait, nbCpus: req.nb_cpus, cpuOnly: req.cpu_only }, ctx.signal);
+      return {};
+    }),
+    ReseedRandomDev: once('ReseedRandomDev', async (req) => {
+      await guest.reseedRandom(req.data);
+      return {};
+    }),
+    CopyFile: once('CopyFile', async (req) => {
+      await guest.copyFile({
+        path: req.path, fileSize: req.file_size, fileMode: req.file_mode, dirMode: req.dir_mode,
+        uid: req.uid, gid: req.gid, offset: req.offset, data: req.data,
+      });
+      return {};
+    }),
+    GetMetrics: rpc.unary(async () => ({ metrics: await guest.metrics(core.callMetrics) })),
+  } satisfies Pick<AgentV2Handlers, Group>;
+}
