@@ -70,7 +70,7 @@ describe('agentctl', () => {
     agent = await startFakeAgent(bothVersions());
     const v2 = await ctl('--json', 'WaitProcess', 'container_id=c1', 'exec_id=c1');
     assert.deepEqual(JSON.parse(v2.out[0]!).status, { code: 0, signal: 9, core_dumped: false, oom_killed: false, started_at_unix_ms: 0, exited_at_unix_ms: 0 });
-    const v1 = await ctl('--protocol=v1', '--json', 'waitprocess', 'container_id=c1');
+    const v1 = await ctl('waitprocess', 'container_id=c1', '--protocol=v1', '--json');
     assert.deepEqual(JSON.parse(v1.out[0]!), { status: 137 });
     assert.deepEqual(agent.calls.filter((c) => c.method === 'WaitProcess').map((c) => c.service), ['v2', 'v1']);
   });
@@ -103,7 +103,8 @@ describe('agentctl', () => {
       'seq=7 at=1970-01-01T00:00:01.000Z process_exited container=c1 exec=e1 pid=42 signal=9 oom-killed',
       'seq=8 at=1970-01-01T00:00:02.000Z container_state container=c1 state=stopped',
     ]);
-    const j = await ctl('--json', 'watch', '--from-now', '--count=1');
+    // agentctl's own options may follow the command, as they always could.
+    const j = await ctl('watch', '--from-now', '--count=1', '--json');
     assert.equal(JSON.parse(j.out[0]!).type, 'process_started');
     assert.deepEqual(requests.map((q) => [q.after_seq, q.from_now]), [[5, false], [0, true]]);
   });

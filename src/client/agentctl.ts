@@ -180,9 +180,8 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    // Options before the command are agentctl's; after it, the command's.
-    if (rest.length > 0) rest.push(a);
-    else if (a === '--addr') addr = argv[++i] ?? '';
+    // agentctl's options anywhere (as always); anything else (a command's own --options too) is the command's.
+    if (a === '--addr') addr = argv[++i] ?? '';
     else if (a.startsWith('--addr=')) addr = a.slice(7);
     else if (a === '--json') json = true;
     else if (a === '--vm') vm = true;
