@@ -11,6 +11,9 @@
 // Run: node --import tsx --test test/integration/v2.test.ts
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { AgentV1Service, AgentV2Service, DiscoveryService } from '../../src/protocol';
@@ -534,6 +537,35 @@ describe('protocol v2 through the bundled agent', () => {
       assert.equal((await call(v2, 'WaitProcess', { container_id: 'both', exec_id: 'seq' })).status.code, 0);
       await call(v2, 'RemoveContainer', { container_id: 'both' });
     });
+  });
+
+  it("the policy's RPC rules apply to v2 by version, and a v2 denial says POLICY_DENIED in its details", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'v2-policy-'));
+    const file = path.join(dir, 'policy.json');
+    fs.writeFileSync(file, JSON.stringify({
+      format: 1,
+      rpcs: { default: 'allow', rules: [{ protocols: ['v2'], methods: ['ListContainers', 'CopyFile'], action: 'deny', why: 'not for v2 clients' }] },
+    }));
+    const guarded = await startAgent({ args: ['--policy', file] });
+    const target = `unix:${guarded.addr.slice('unix://'.length)}`;
+    const g1 = new AgentV1Service(target, grpc.credentials.createInsecure());
+    const g2 = new AgentV2Service(target, grpc.credentials.createInsecure());
+    try {
+      const denied = await v2Failure(call(g2, 'ListContainers', {}), grpc.status.PERMISSION_DENIED, 'POLICY_DENIED', /not for v2 clients/);
+      assert.equal(denied.info!.metadata.policy, file);
+      assert.match(denied.info!.metadata.digest ?? '', /^sha256:/);
+      await v2Failure(call(g2, 'GetContainer', { container_id: 'ghost' }), grpc.status.NOT_FOUND, 'NOT_FOUND');
+      const copy = { path: path.join(guarded.sharedDir, 'copied'), file_size: 2, file_mode: 0o644, dir_mode: 0o755, offset: 0, data: Buffer.from('ok') };
+      await v2Failure(call(g2, 'CopyFile', copy), grpc.status.PERMISSION_DENIED, 'POLICY_DENIED');
+      assert.equal(fs.existsSync(copy.path), false);
+      await call(g1, 'CopyFile', copy);
+      assert.equal(fs.readFileSync(copy.path, 'utf8'), 'ok', 'the rule names v2 only');
+    } finally {
+      g1.close();
+      g2.close();
+      await guarded.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('errors carry google.rpc.Status with an ErrorInfo on v2, and plain statuses on v1', async () => {
