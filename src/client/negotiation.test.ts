@@ -56,6 +56,21 @@ describe('negotiation', () => {
     });
   });
 
+  it('says nothing on stderr by default, even when it falls back', async () => {
+    agent = await startFakeAgent({ discovery: negotiateAs(['v1', 'v2']) });
+    const written: string[] = [];
+    const original = process.stderr.write;
+    process.stderr.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
+    try {
+      client = await AgentClient.connect(agent.addr);
+    } finally {
+      process.stderr.write = original;
+    }
+    assert.equal(client.protocol, 'v1');
+    assert.ok(client.negotiated.fallback);
+    assert.deepEqual(written, []);
+  });
+
   it('uses v1 without any fallback when Discovery answers v1 only', async () => {
     agent = await startFakeAgent({ discovery: negotiateAs(['v1']), v1: v1Only });
     const { log, lines } = logger();
