@@ -20,11 +20,11 @@ const fixture = () => JSON.parse(fixtureText) as Record<string, any>;
 describe('reading a resume record', () => {
   it('reads the format-1 record an earlier client saved', () => {
     const { state, origin } = readResumeRecord(fixtureText);
-    assert.deepEqual(origin, { format: 1, minReaderFormat: 1, client: { name: 'agent-client', version: '0.1.0' }, savedAtMs: 1764580000000 });
+    assert.deepEqual(origin, { format: 1, minReaderFormat: 1, client: { name: 'agent-client', version: '0.2.0' }, savedAtMs: 1764580000000 });
     assert.deepEqual(state, {
       address: 'unix:///run/agent/agent.sock',
       protocol: 'v2',
-      agentVersion: '0.1.0',
+      agentVersion: '0.2.0',
       eventCursor: 41,
       streams: [
         { containerId: 'web', execId: 'web', stream: 'stdout', offset: 4096 },
@@ -106,7 +106,7 @@ describe('reading a resume record', () => {
 describe('writing a resume record', () => {
   it('writes format 1 with every key the format-1 fixture has, and reads back what it wrote', () => {
     const { state } = readResumeRecord(fixtureText);
-    const written = writeResumeRecord(state, { name: 'agent-client', version: '0.1.0' }, 1764580000000);
+    const written = writeResumeRecord(state, { name: 'agent-client', version: '0.2.0' }, 1764580000000);
     assert.equal(written.format, RESUME_FORMAT);
     assert.equal(written.min_reader_format, 1);
     // Today's writer writes what the fixture (an earlier writer) wrote: byte for byte, as JSON.
@@ -129,7 +129,7 @@ describe('AgentClient.resume', () => {
     const reads: ReadOutputRequest__Output[] = [];
     const watches: WatchEventsRequest__Output[] = [];
     agent = await startFakeAgent({
-      discovery: negotiateAs(['v1', 'v2'], { agent_version: '0.2.0' }),
+      discovery: negotiateAs(['v1', 'v2'], { agent_version: '0.3.0' }),
       v2: {
         ListContainers: answer({ containers: [] }),
         ReadOutput: ((call: grpc.ServerWritableStream<ReadOutputRequest__Output, unknown>) => {
@@ -150,7 +150,7 @@ describe('AgentClient.resume', () => {
     const logs: string[] = [];
     client = await AgentClient.resume(JSON.stringify(rec), { log: (_l, m) => logs.push(m) });
     assert.equal(client.protocol, 'v2');
-    assert.ok(logs.some((m) => /is now version 0\.2\.0 \(was 0\.1\.0/.test(m)), 'an agent upgrade since the record is logged');
+    assert.ok(logs.some((m) => /is now version 0\.3\.0 \(was 0\.2\.0/.test(m)), 'an agent upgrade since the record is logged');
 
     // Output: from the saved offset; the init (no exec id) by the saved init exec id.
     for await (const c of client.readOutput({ containerId: 'web' })) assert.equal(c.offset, 4096);
@@ -177,7 +177,7 @@ describe('AgentClient.resume', () => {
     const again = client.saveState();
     assert.equal(again.event_cursor, 41);
     assert.deepEqual(again.stdin, [{ container_id: 'web', exec_id: 'web', offset: 17 }]);
-    assert.equal(again.agent.version, '0.2.0');
+    assert.equal(again.agent.version, '0.3.0');
   });
 
   it('resumes against an agent that now speaks only v1, and says so', async () => {
