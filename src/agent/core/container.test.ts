@@ -82,6 +82,24 @@ describe('Container (fake runtime, real processes)', () => {
     assert.equal(fs.existsSync(bundle), false, 'bundle removed');
   });
 
+  it('stdio of an exec the runtime is still starting is a retryable UNAVAILABLE, not a crash', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    await c.start();
+    const held = deferred();
+    runtime.onCall = (call) => (call.method === 'exec' && call.execId === 'starting' ? held.promise : undefined);
+    const starting = c.exec('starting', proc(['echo', 'hi']));
+    await new Promise((r) => setTimeout(r, 20));
+    await assert.rejects(c.readOutput('starting', 'stdout', 'v1', 'next', 100), isKind('unavailable', /still being started/));
+    await assert.rejects(c.process('starting').io.writeStdinAt(0, Buffer.from('x')), isKind('unavailable'));
+    assert.throws(() => c.process('starting').io.closeStdin(), isKind('unavailable'));
+    held.resolve();
+    await starting;
+    const out = await c.readOutput('starting', 'stdout', 'v1', 0, 100);
+    assert.equal(out.offset, 0);
+    await c.remove(5);
+  });
+
   it('remove refuses new exec/start/pause/resume at once, and kills an exec that was in flight', async () => {
     const { runtime, deps, bundle, id } = setup();
     const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);

@@ -217,6 +217,7 @@ export class Container {
     const proc = this.process(execId);
     validateId('reader', reader);
     const subject = `${stream} of exec ${proc.execId} in container ${this.id}`;
+    proc.io.requireStarted(`reading ${subject}`);
     const chunk = await proc.io[stream].readAs(reader, from, max, { signal, subject });
     if (proc !== this.init) this.forgetWhenDrained(proc);
     return chunk;

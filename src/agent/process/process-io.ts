@@ -6,7 +6,7 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { failedPrecondition, invalidArgument, outOfRange } from '../errors';
+import { AgentError, failedPrecondition, invalidArgument, outOfRange } from '../errors';
 import { OutputStream, type StreamState } from '../stdio/output-stream';
 import { Pty } from '../stdio/pty';
 
@@ -33,6 +33,8 @@ export class ProcessIO {
   private readonly pty: Pty | null;
   /** What the process got as fds 0-2, as "dev:ino" (see holders()); null where unknown. */
   private peerEnds: Array<string | null> = [];
+  /** Set by attach(): until then the process is still being started and has no streams. */
+  private attached = false;
 
   private constructor(
     readonly terminal: boolean,
@@ -57,6 +59,7 @@ export class ProcessIO {
 
   /** Takes over the agent-side ends once the runtime has been spawned. */
   attach(child: ChildProcess): void {
+    this.attached = true;
     if (this.pty) {
       const slave = identify(this.pty.slaveFd);
       this.peerEnds = [slave, slave, slave];
@@ -94,6 +97,14 @@ export class ProcessIO {
     return this.written_;
   }
 
+  /**
+   * Refuses stdio use while the runtime is still starting the process (its
+   * id is reserved before its streams exist): a retryable UNAVAILABLE, not a crash.
+   */
+  requireStarted(what: string): void {
+    if (!this.attached) throw new AgentError('unavailable', `${what}: the process is still being started; try again in a moment`);
+  }
+
   snapshot(): StdioState {
     return { stdout: this.stdout.snapshot(), stderr: this.stderr.snapshot(), stdin: { written: this.written_ } };
   }
@@ -113,6 +124,7 @@ export class ProcessIO {
    * terminal). Writes are delivered in the order they are accepted.
    */
   async writeStdinAt(offset: number, data: Buffer): Promise<number> {
+    this.requireStarted('writing to stdin');
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw invalidArgument(`stdin offset ${offset} is not a byte offset (a non-negative integer)`);
     }
@@ -157,6 +169,7 @@ export class ProcessIO {
   }
 
   closeStdin(): void {
+    this.requireStarted('closing stdin');
     // After every write accepted before it.
     const done = this.stdinDone;
     if (this.pty) {
@@ -171,6 +184,7 @@ export class ProcessIO {
   }
 
   resize(columns: number, rows: number): void {
+    this.requireStarted('resizing the terminal');
     if (!this.pty) throw failedPrecondition('the process has no terminal to resize');
     this.pty.resize(columns, rows);
   }
