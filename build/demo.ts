@@ -61,8 +61,9 @@ async function demo(): Promise<void> {
     ctl('StartContainer', 'container_id=web');
     ctl('ReadStdout', 'container_id=web', 'len=4096');
     ctl('ExecProcess', 'container_id=web', 'exec_id=ls', 'oci_process_json={"args":["sh","-c","ls /bin | wc -l; echo oops >&2; exit 3"]}');
-    ctl('ReadStdout', 'container_id=web', 'exec_id=ls');
-    ctl('ReadStderr', 'container_id=web', 'exec_id=ls');
+    // v2: output as a stream from a byte offset (v1 polls with ReadStdout, as for the tty below).
+    ctl('attach', 'web', 'ls', '--offset', '0');
+    ctl('attach', 'web', 'ls', '--stream', 'stderr');
     ctl('WaitProcess', 'container_id=web', 'exec_id=ls');
     ctl('ExecProcess', 'container_id=web', 'exec_id=tty', 'oci_process_json={"terminal":true,"args":["sh","-c","sleep 1; stty size"]}');
     ctl('TtyWinResize', 'container_id=web', 'exec_id=tty', 'row=40', 'column=132');
@@ -72,10 +73,14 @@ async function demo(): Promise<void> {
     ctl('PauseContainer', 'container_id=web');
     ctl('ResumeContainer', 'container_id=web');
     ctl('ListProcesses', 'container_id=web');
+    // v2: a snapshot of everything, to re-attach to after a restart.
+    ctl('ListContainers');
     ctl('ListInterfaces');
-    ctl('SignalProcess', 'container_id=web', 'signal=9');
-    ctl('WaitProcess', 'container_id=web');
+    ctl('SignalProcess', 'container_id=web', 'exec_id=web', 'signal=9');
+    ctl('WaitProcess', 'container_id=web', 'exec_id=web');
     ctl('RemoveContainer', 'container_id=web');
+    // v2: every event since the first, from a cursor.
+    ctl('watch', '--after', '0', '--count', '10');
     ctl('DestroySandbox');
     const code = await Promise.race([vm.exited, new Promise((r) => setTimeout(() => r('still running'), 30_000))]);
     console.log(`\n== DestroySandbox: the agent synced and powered the VM off; QEMU exited with ${String(code)}`);

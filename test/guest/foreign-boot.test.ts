@@ -51,7 +51,7 @@ describe('the image booted by another launcher', () => {
     try {
       await vm.waitForConsole(/"msg":"announce"/, 120_000);
       const client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
-      assert.equal(client.protocol, 'v1');
+      assert.equal(client.protocol, 'v2');
       const a = announce(vm);
       assert.equal((a.config as { logLevel: string }).logLevel, 'debug');
       assert.equal((a.sources as { logLevel: string }).logLevel, 'kernel');
@@ -94,7 +94,7 @@ describe('the image booted by another launcher', () => {
     try {
       await vm.waitForConsole(/"msg":"announce"/, 120_000);
       const client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
-      assert.equal(client.protocol, 'v1');
+      assert.equal(client.protocol, 'v2');
       const a = announce(vm);
       assert.deepEqual(a.unknownKeys, ['agent.lgo_level']);
       assert.equal(a.configProblems, 3);

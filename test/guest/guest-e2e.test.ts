@@ -82,7 +82,7 @@ describe('agent as PID 1 in a QEMU guest', () => {
   });
 
   it('negotiates over the virtio-serial channel', () => {
-    assert.equal(client.protocol, 'v1');
+    assert.equal(client.protocol, 'v2');
   });
 
   it('serves many concurrent calls on the channel, and clients that come and go', async () => {
@@ -92,7 +92,7 @@ describe('agent as PID 1 in a QEMU guest', () => {
     client.close();
     for (let i = 0; i < 10; i++) {
       const c = await AgentClient.connect(vm.agentAddr, { connectTimeout: 30 });
-      assert.equal(c.protocol, 'v1');
+      assert.equal(c.protocol, 'v2');
       c.close();
     }
     client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 30 });
@@ -190,7 +190,7 @@ describe('agent as PID 1 in a QEMU guest', () => {
     const out = await readToEnd(client, 'tools', 'ctl');
     const err = await readToEnd(client, 'tools', 'ctl', 'ReadStderr');
     assert.equal((await client.v1('WaitProcess', { container_id: 'tools', exec_id: 'ctl' })).status, 0, err);
-    assert.equal(JSON.parse(out).selected_version, 'v1');
+    assert.equal(JSON.parse(out).selected_version, 'v2');
     await client.v1('RemoveContainer', { container_id: 'tools' });
   });
 
