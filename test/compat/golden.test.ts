@@ -15,8 +15,8 @@ import { after, before, describe, it } from 'node:test';
 import protobuf from 'protobufjs';
 import { fullName, JSON_OPTIONS, loadProtos, messageTypes, verifyGolden, writeGolden, type GoldenIndex } from '../../build/golden.mjs';
 import { REPO } from '../helpers/agent-process';
+import { RELEASES } from '../helpers/releases';
 
-const RELEASES = path.join(REPO, 'test/fixtures/releases');
 const PROTO = path.join(REPO, 'proto');
 const releases = fs.readdirSync(RELEASES).filter((v) => fs.existsSync(path.join(RELEASES, v, 'RELEASE.json'))).sort();
 const withGolden = releases.filter((v) => fs.existsSync(path.join(RELEASES, v, 'golden', 'index.json')));
