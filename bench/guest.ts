@@ -1,13 +1,16 @@
 // Benchmarks of the guest: boot to a ready agent under QEMU (TCG here), the
-// image's size on disk and compressed, memory in the guest, and container
-// round trips over the virtio-serial channel. Prints a table; asserts nothing.
-// Run: npm run build:image && node --import tsx bench/guest.ts
+// image's size on disk and compressed, memory in the guest, container
+// round trips over the virtio-serial channel, and (as bench/stdout.ts on the
+// host) stdout throughput and unary latency by protocol version over the
+// channel. Prints tables; asserts nothing.
+// Run: npm run build:image && node --import tsx bench/guest.ts [--stdout-mib N]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { GUEST_DIR, SHARE_TAG, startVm } from '../build/vm';
 import { AgentClient } from '../src/client/client';
+import { MODES, measureStdout, measureUnary, printTable, throughputRows } from './stdout';
 import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
 
@@ -49,6 +52,7 @@ async function main(): Promise<void> {
         firstCall.push(Date.now() - t0);
         if (i === BOOTS - 1) await measureRunningGuest(client);
         client.close();
+        if (i === BOOTS - 1) await measureStdoutInGuest(vm.agentAddr);
       } finally {
         await vm.stop();
       }
@@ -63,6 +67,65 @@ async function main(): Promise<void> {
     console.log(r.map((cell, c) => (c >= 1 && c <= 4 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd());
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   }
+  if (stdoutRows.length) {
+    console.log('');
+    printTable(stdoutRows);
+    console.log('');
+    printTable(unaryRows);
+  }
+}
+
+const stdoutRows: string[][] = [];
+const unaryRows: string[][] = [];
+
+/**
+ * Stdout throughput and unary latency by protocol version over the VM's
+ * channel, as bench/stdout.ts measures them on the host. The serial port
+ * takes one host connection at a time and a client holds one channel, so the
+ * v1 client and the v2 client run one after the other, on one container.
+ * There is no raw baseline here: nothing but the agent speaks on the channel.
+ */
+async function measureStdoutInGuest(addr: string): Promise<void> {
+  const i = process.argv.indexOf('--stdout-mib');
+  const bytes = (i >= 0 ? Number(process.argv[i + 1]) : 8) * 1048576;
+  const runs = 2;
+  const results = new Map<string, number[]>();
+  for (const m of MODES) results.set(m.name, []);
+  const unary: string[][] = [['unary round trip (guest channel)', 'p50 ms', 'p99 ms', 'calls/s', 'notes']];
+  for (const protocol of ['v1', 'v2'] as const) {
+    const client = await AgentClient.connect(addr, { connectTimeout: 60, protocols: [protocol] });
+    try {
+      if (protocol === 'v1') {
+        await client.createContainer({ containerId: 'stdout-box', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '100000'] }) });
+        await client.startContainer({ containerId: 'stdout-box' });
+      }
+      for (let run = 0; run < runs; run++) {
+        for (const m of MODES.filter((x) => x.protocol === protocol)) results.get(m.name)!.push(await measureStdout(client, 'stdout-box', bytes, m.chunkBytes));
+      }
+      const details = () => (protocol === 'v1' ? client.v1('GetGuestDetails', { mem_block_size: false, mem_hotplug_probe: false }) : client.v2('GetGuestDetails', { mem_block_size: false, mem_hotplug_probe: false }));
+      const r = await measureUnary(details, 200, 20);
+      unary.push([`${protocol} GetGuestDetails`, r.p50.toFixed(2), r.p99.toFixed(2), r.perSecond.toFixed(0), '200 sequential calls after 20 warm-up']);
+      if (protocol === 'v2') {
+        const l = await measureUnary(() => client.listContainers(), 200, 20);
+        unary.push(['v2 ListContainers', l.p50.toFixed(2), l.p99.toFixed(2), l.perSecond.toFixed(0), '200 sequential calls after 20 warm-up']);
+        await client.removeContainer({ containerId: 'stdout-box' });
+      }
+    } finally {
+      client.close();
+    }
+  }
+  // Negotiate: what every connect does first, on a fresh connection each time (the channel's one at a time).
+  const neg: number[] = [];
+  for (let n = 0; n < 10; n++) {
+    const t0 = performance.now();
+    const c = await AgentClient.connect(addr, { connectTimeout: 60, protocols: ['v1'] });
+    neg.push(performance.now() - t0);
+    c.close();
+  }
+  neg.sort((a, b) => a - b);
+  unary.push(['connect + Negotiate (a new connection)', neg[Math.floor(neg.length / 2)]!.toFixed(2), neg.at(-1)!.toFixed(2), '-', '10 connections, one after another (max as p99)']);
+  stdoutRows.push(...throughputRows(results, null, bytes, runs).map((r, k) => (k === 0 ? r.map((c) => (c === 'measure' ? 'stdout over the guest channel' : c)) : r)));
+  unaryRows.push(...unary);
 }
 
 async function measureRunningGuest(client: AgentClient): Promise<void> {
