@@ -746,7 +746,8 @@ async function negotiate(addr: string, clients: Clients, options: ConnectOptions
   });
   const probeDeadline = () => Math.max(deadline, Date.now() + 5000);
   const callNegotiate = (versions: string[]) =>
-    unary<NegotiateResponse__Output>(clients.discovery, 'Negotiate', { client_name: clientName, client_version: CLIENT_VERSION, protocol_versions: versions });
+    // With a deadline: an agent that accepted the connection but never answers must fail the connect, not hang it.
+    unary<NegotiateResponse__Output>(clients.discovery, 'Negotiate', { client_name: clientName, client_version: CLIENT_VERSION, protocol_versions: versions }, { deadline: probeDeadline() });
 
   let agent: NegotiateResponse__Output;
   let fallback: string | null = null;

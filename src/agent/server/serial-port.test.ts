@@ -176,7 +176,7 @@ describe('serial sessions on an in-memory port', () => {
     const port = new MemoryPort();
     const fake = fakeServer();
     const { log, lines } = captureLogger();
-    const t = serveSerialIo(port, fake.server, log, { rearmMinMs: 1, rearmMaxMs: 4, writeRetryMinMs: 1, writeRetryMaxMs: 4, ...options });
+    const t = serveSerialIo(port, fake.server, log, { rearmMinMs: 1, rearmMaxMs: 4, writeRetryMinMs: 1, writeRetryMaxMs: 4, hangupGraceMs: 0, ...options });
     return { port, fake, t, lines };
   }
 
@@ -222,6 +222,33 @@ describe('serial sessions on an in-memory port', () => {
     port.handlers.data(Buffer.concat([ping, CLIENT_PREFACE, settings]));
     assert.equal(fake.sessions.length, 2);
     assert.equal(t.stats.discardedIn, ping.length);
+    t.close();
+  });
+
+  it('a hangup the host did not make (its next bytes continue the connection) keeps the session; a lasting one ends it', async () => {
+    const { port, fake, t } = setup({ hangupGraceMs: 200 });
+    port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));
+    const s1 = collect(fake.sessions[0]!);
+    port.handlers.hangup();
+    await until('re-arm', () => port.rearms === 1, 500);
+    // No preface: the same connection goes on (seen right after the port is opened under TCG).
+    port.handlers.data(ping);
+    assert.equal(fake.sessions.length, 1);
+    assert.equal(t.connected, true);
+    await sleep(5);
+    assert.equal(s1.data().toString('hex'), Buffer.concat([CLIENT_PREFACE, settings, ping]).toString('hex'));
+    assert.equal(s1.ended(), false);
+    // A hangup that lasts past the grace: the host is gone.
+    port.handlers.hangup();
+    for (let i = 2; !s1.ended() && i < 200; i++) {
+      await until(`re-arm ${i}`, () => port.rearms === i, 500);
+      port.handlers.hangup();
+    }
+    assert.equal(s1.ended(), true);
+    assert.equal(t.connected, false);
+    // After a hangup, a preface is a new connection even mid-frame of the old one.
+    port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));
+    assert.equal(fake.sessions.length, 2);
     t.close();
   });
 
@@ -590,7 +617,7 @@ async function sessions(emu: ChardevEmulator, sockPath: string, rounds: number):
 
 describe('grpc-js through the serial transport', () => {
   const ROUNDS = 10;
-  const options = { rearmMinMs: 2, rearmMaxMs: 20 };
+  const options = { rearmMinMs: 2, rearmMaxMs: 20, hangupGraceMs: 0 };
 
   async function withTransport(
     emu: ChardevEmulator,

@@ -33,7 +33,7 @@ import { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import { socketFromFd } from '../../native/fd-socket';
-import { InboundTracker, OutboundFilter } from './http2-frames';
+import { CLIENT_PREFACE, InboundTracker, OutboundFilter } from './http2-frames';
 
 /** The Kata agent's virtio-serial port name. */
 export const KATA_AGENT_CHANNEL = 'agent.channel.0';
@@ -123,6 +123,14 @@ export interface SerialServeOptions {
   writeRetryMaxMs?: number;
   /** An ended session's Duplex is destroyed if http2 has not closed it after this long. Default 2000 ms. */
   endGraceMs?: number;
+  /**
+   * How long the port must keep reporting a hangup before the current session
+   * counts as gone. Default 1000 ms. A port just opened can report one while
+   * its host is connected and sending (seen under TCG: a read of 0 between
+   * the client's first frames and the rest); the next bytes then either
+   * continue that connection, or start with the client preface of a new one.
+   */
+  hangupGraceMs?: number;
 }
 
 export interface SerialTransport {
@@ -207,6 +215,8 @@ class SerialMux {
   private retryDelay: number;
   private rearmTimer: NodeJS.Timeout | undefined;
   private rearmDelay: number;
+  /** When the port began reporting a hangup while a session was current; 0 when it does not. */
+  private hangupSince = 0;
   private readonly o: Required<SerialServeOptions>;
 
   constructor(
@@ -221,6 +231,7 @@ class SerialMux {
       writeRetryMinMs: options.writeRetryMinMs ?? 1,
       writeRetryMaxMs: options.writeRetryMaxMs ?? 50,
       endGraceMs: options.endGraceMs ?? 2000,
+      hangupGraceMs: options.hangupGraceMs ?? 1000,
     };
     this.retryDelay = this.o.writeRetryMinMs;
     this.rearmDelay = this.o.rearmMinMs;
@@ -250,6 +261,13 @@ class SerialMux {
 
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    if (this.hangupSince !== 0) {
+      this.hangupSince = 0;
+      // A new host connection starts with the client preface; anything else continues the one before the hangup.
+      const n = Math.min(chunk.length, CLIENT_PREFACE.length);
+      if (chunk.subarray(0, n).equals(CLIENT_PREFACE.subarray(0, n))) this.tracker.reset();
+      else this.log.debug({ session: this.current?.id }, 'serial port: the host was still there after a hangup; the session goes on');
+    }
     this.rearmDelay = this.o.rearmMinMs;
     this.deviceFailing = false;
     for (const e of this.tracker.push(chunk)) {
@@ -289,8 +307,18 @@ class SerialMux {
 
   private onHangup(): void {
     if (this.closed) return;
-    if (this.current) this.endSession(this.current, 'host disconnected');
-    this.tracker.reset();
+    if (this.current) {
+      const now = Date.now();
+      if (this.hangupSince === 0) this.hangupSince = now;
+      if (now - this.hangupSince >= this.o.hangupGraceMs) {
+        this.hangupSince = 0;
+        this.endSession(this.current, 'host disconnected');
+        this.tracker.reset();
+      }
+    } else {
+      this.hangupSince = 0;
+      this.tracker.reset();
+    }
     this.scheduleRearm();
   }
 
