@@ -3,36 +3,17 @@
 // Reaper. Run: node --import tsx --test src/agent/core/container.test.ts
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { silentLogger } from '../log';
 import type { OciSpec } from '../oci/spec';
-import { Reaper } from '../process/reaper';
 import { Container, type ContainerDeps } from './container';
 import { FakeRuntime } from './fake-runtime.testing';
+import { testReaper } from '../process/reaper.testing';
+import { isKind } from '../errors.testing';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'container-test-'));
-const reaper = new Reaper(silentLogger);
-// Exits arrive on SIGCHLD, which does not hold the event loop open (the agent's server does): hold it here.
-let keepAlive: NodeJS.Timeout;
-before(() => {
-  reaper.start();
-  keepAlive = setInterval(() => {}, 1000);
-});
-after(() => {
-  clearInterval(keepAlive);
-  reaper.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-const isKind = (kind: string, message?: RegExp) => (err: unknown) => {
-  assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
-  assert.equal(err.kind, kind, err.message);
-  if (message) assert.match(err.message, message);
-  return true;
-};
+const { reaper, tmp } = testReaper('container-test');
 
 let seq = 0;
 function setup(): { runtime: FakeRuntime; deps: ContainerDeps; bundle: string; id: string } {

@@ -9,15 +9,15 @@ import { getEventListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { isKind } from '../errors.testing';
 import { silentLogger } from '../log';
-import { Reaper } from '../process/reaper';
 import type { ContainerDeps } from './container';
 import { EventBus, EventCursorError, type CoreEvent, type Sequenced } from './events';
 import { FakeRuntime } from './fake-runtime.testing';
 import { Sandbox } from './sandbox';
+import { testReaper } from '../process/reaper.testing';
 
 const state = (containerId: string, s: 'created' | 'running' | 'paused' | 'stopped' | 'removed' = 'running'): CoreEvent =>
   ({ type: 'container-state', containerId, state: s, at: Date.now() });
@@ -186,19 +186,7 @@ describe('EventBus', () => {
 
 // ---- What the core publishes (fake runtime, real processes) ----
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'events-test-'));
-const reaper = new Reaper(silentLogger);
-// Exits arrive on SIGCHLD, which does not hold the event loop open (the agent's server does): hold it here.
-let keepAlive: NodeJS.Timeout;
-before(() => {
-  reaper.start();
-  keepAlive = setInterval(() => {}, 1000);
-});
-after(() => {
-  clearInterval(keepAlive);
-  reaper.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const { reaper, tmp } = testReaper('events-test');
 
 let sandboxes = 0;
 function sandboxWith(more: Partial<ContainerDeps> = {}) {

@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AgentError } from '../errors';
+import { isKind } from '../errors.testing';
 import { RequestLedger } from './requests';
-
-const kind = (k: string, re?: RegExp) => (err: unknown) => {
-  assert.ok(err instanceof AgentError, String(err));
-  assert.equal(err.kind, k);
-  if (re) assert.match(err.message, re);
-  return true;
-};
 
 describe('RequestLedger', () => {
   it('a retry with the same id and arguments returns the first result and acts once', async () => {
@@ -42,8 +35,8 @@ describe('RequestLedger', () => {
   it('the same id with other arguments (or another call) is refused, naming the id', async () => {
     const ledger = new RequestLedger();
     await ledger.once('r2', 'WriteInput', { data: Buffer.from('a') }, async () => 1);
-    await assert.rejects(ledger.once('r2', 'WriteInput', { data: Buffer.from('b') }, async () => 2), kind('already-exists', /request id "r2" was already used for a different request/));
-    await assert.rejects(ledger.once('r2', 'CloseInput', { data: Buffer.from('a') }, async () => 2), kind('already-exists'));
+    await assert.rejects(ledger.once('r2', 'WriteInput', { data: Buffer.from('b') }, async () => 2), isKind('already-exists', /request id "r2" was already used for a different request/));
+    await assert.rejects(ledger.once('r2', 'CloseInput', { data: Buffer.from('a') }, async () => 2), isKind('already-exists'));
   });
 
   it('a failed first call is forgotten, so a retry acts again', async () => {
@@ -63,8 +56,8 @@ describe('RequestLedger', () => {
     await ledger.once('', 'X', {}, async () => ++n);
     await ledger.once('', 'X', {}, async () => ++n);
     assert.equal(n, 2);
-    await assert.rejects(ledger.once('has space', 'X', {}, async () => 0), kind('invalid-argument'));
-    await assert.rejects(ledger.once('x'.repeat(129), 'X', {}, async () => 0), kind('invalid-argument'));
+    await assert.rejects(ledger.once('has space', 'X', {}, async () => 0), isKind('invalid-argument'));
+    await assert.rejects(ledger.once('x'.repeat(129), 'X', {}, async () => 0), isKind('invalid-argument'));
     for (const id of ['a', 'b', 'c', 'd']) await ledger.once(id, 'X', {}, async () => id);
     assert.equal(ledger.size, 3, 'the oldest went');
     assert.equal(await ledger.once('a', 'X', {}, async () => 'again'), 'again', 'a forgotten id acts again');

@@ -5,38 +5,19 @@
 // hostname). Run: node --import tsx --test src/agent/core/sandbox.test.ts
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { silentLogger } from '../log';
 import { OciRuntime } from '../oci/runtime';
-import { Reaper } from '../process/reaper';
 import type { ContainerDeps } from './container';
 import { MAX_DNS_LINES } from './dns';
 import { FakeRuntime } from './fake-runtime.testing';
 import { Sandbox, type SandboxRequest } from './sandbox';
+import { testReaper } from '../process/reaper.testing';
+import { isKind } from '../errors.testing';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sandbox-test-'));
-const reaper = new Reaper(silentLogger);
-// Exits arrive on SIGCHLD, which does not hold the event loop open (the agent's server does): hold it here.
-let keepAlive: NodeJS.Timeout;
-before(() => {
-  reaper.start();
-  keepAlive = setInterval(() => {}, 1000);
-});
-after(() => {
-  clearInterval(keepAlive);
-  reaper.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-const isKind = (kind: string, message?: RegExp) => (err: unknown) => {
-  assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
-  assert.equal(err.kind, kind, err.message);
-  if (message) assert.match(err.message, message);
-  return true;
-};
+const { reaper, tmp } = testReaper('sandbox-test');
 
 let seq = 0;
 function setup() {

@@ -4,28 +4,15 @@
 // process would. Run: node --import tsx --test src/agent/oci/runtime.test.ts
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { silentLogger } from '../log';
 import { ProcessIO } from '../process/process-io';
-import { Reaper } from '../process/reaper';
 import { OciRuntime } from './runtime';
+import { testReaper } from '../process/reaper.testing';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runtime-test-'));
-const reaper = new Reaper(silentLogger);
-// Exits are seen on SIGCHLD, which does not hold the event loop open (the agent's server does): hold it here.
-let keepAlive: NodeJS.Timeout;
-before(() => {
-  reaper.start();
-  keepAlive = setInterval(() => {}, 1000);
-});
-after(() => {
-  clearInterval(keepAlive);
-  reaper.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const { reaper, tmp } = testReaper('runtime-test');
 
 let seq = 0;
 /**

@@ -11,24 +11,11 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../log';
+import { describe, it } from 'node:test';
 import { exitStatus, oomKilled, SIGKILL, type ProcessExit } from './exit-status';
-import { Reaper } from './reaper';
+import { testReaper } from './reaper.testing';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'exit-status-test-'));
-const reaper = new Reaper(silentLogger);
-// Exits arrive on SIGCHLD, which does not hold the event loop open: hold it here.
-let keepAlive: NodeJS.Timeout;
-before(() => {
-  reaper.start();
-  keepAlive = setInterval(() => {}, 1000);
-});
-after(() => {
-  clearInterval(keepAlive);
-  reaper.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const { reaper, tmp } = testReaper('exit-status-test');
 
 /**
  * Runs `script` (with sh -c) in the background of a shell in `cwd`; resolves

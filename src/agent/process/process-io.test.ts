@@ -9,13 +9,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { AgentError } from '../errors';
 import { ProcessIO } from './process-io';
-
-const isKind = (kind: string, message?: RegExp) => (err: unknown) => {
-  assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
-  assert.equal(err.kind, kind, err.message);
-  if (message) assert.match(err.message, message);
-  return true;
-};
+import { isKind } from '../errors.testing';
 
 function tmpFile(t: TestContext): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'process-io-'));

@@ -9,16 +9,10 @@ import { PassThrough, type Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { AgentError } from '../errors';
 import { OutputStream } from './output-stream';
+import { isKind } from '../errors.testing';
 
 const tick = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const isKind = (kind: string, message?: RegExp) => (err: unknown) => {
-  assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
-  assert.equal(err.kind, kind, err.message);
-  if (message) assert.match(err.message, message);
-  return true;
-};
 
 /** Reads with reader `name` from 'next' until the empty end-of-stream answer (v1's loop). */
 async function drainNext(s: OutputStream, name: string, max: number): Promise<Buffer> {

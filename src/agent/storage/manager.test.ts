@@ -15,17 +15,11 @@ import { ownsNamespace } from '../machine';
 import { constants, type NativeError } from '../../native/native';
 import { StorageManager, type Mounter } from './manager';
 import type { StorageSpec } from './plan';
+import { isKind } from '../errors.testing';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'storage-manager-')));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-const isKind = (kind: string, message?: RegExp) => (err: unknown) => {
-  assert.ok(err instanceof AgentError, `not an AgentError: ${String(err)}`);
-  assert.equal(err.kind, kind, err.message);
-  if (message) assert.match(err.message, message);
-  return true;
-};
 
 /** Records calls; `mounted` is what a kernel would have mounted. */
 class FakeMounter implements Mounter {
