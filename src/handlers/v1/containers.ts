@@ -4,7 +4,7 @@ import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
 import { parseJsonField } from '../json';
 import { DEFAULT_REMOVE_TIMEOUT_S, formatProcessList } from './defaults';
-import { storageFromV1 } from './sandbox';
+import { statsToWire, storageFromWire } from '../common-wire';
 
 type Group =
   | 'CreateContainer' | 'StartContainer' | 'RemoveContainer' | 'PauseContainer' | 'ResumeContainer'
@@ -15,7 +15,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
   return {
     CreateContainer: rpc.unary(async (req) => {
       const spec = parseJsonField('oci_spec_json', req.oci_spec_json);
-      await sandbox.createContainer(req.container_id, req.exec_id || req.container_id, spec, req.storages.map(storageFromV1));
+      await sandbox.createContainer(req.container_id, req.exec_id || req.container_id, spec, req.storages.map(storageFromWire));
       return {};
     }),
     StartContainer: rpc.unary(async (req) => {
@@ -38,15 +38,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
       await sandbox.container(req.container_id).update(parseJsonField('resources_json', req.resources_json));
       return {};
     }),
-    StatsContainer: rpc.unary(async (req) => {
-      const s = await sandbox.container(req.container_id).stats();
-      return {
-        cpu: { usage_usec: s.cpu.usageUsec, user_usec: s.cpu.userUsec, system_usec: s.cpu.systemUsec },
-        memory: { usage_bytes: s.memory.usageBytes, limit_bytes: s.memory.limitBytes },
-        pids: s.pids,
-        cgroup_path: s.cgroupPath,
-      };
-    }),
+    StatsContainer: rpc.unary(async (req) => statsToWire(await sandbox.container(req.container_id).stats())),
     ListProcesses: rpc.unary(async (req) => ({
       process_list: formatProcessList(req.format, await sandbox.container(req.container_id).processes()),
     })),

@@ -2,25 +2,15 @@
 import type { AgentCore } from '../../agent/core';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV1Handlers } from '../../protocol';
+import { copyFileFromWire, guestDetailsToWire } from '../common-wire';
 
 type Group = 'GetGuestDetails' | 'SetGuestDateTime' | 'OnlineCPUMem' | 'ReseedRandomDev' | 'CopyFile' | 'GetMetrics' | 'GetOOMEvent';
 
 export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { guest } = core;
   return {
-    GetGuestDetails: rpc.unary(async (req) => {
-      const d = await guest.details({ memBlockSize: req.mem_block_size, memHotplugProbe: req.mem_hotplug_probe });
-      return {
-        mem_block_size_bytes: d.memBlockSizeBytes,
-        support_mem_hotplug_probe: d.supportMemHotplugProbe,
-        agent_details: {
-          version: d.agent.version,
-          init_daemon: d.agent.initDaemon,
-          storage_handlers: d.agent.storageHandlers,
-          device_handlers: d.agent.deviceHandlers,
-        },
-      };
-    }),
+    GetGuestDetails: rpc.unary(async (req) =>
+      guestDetailsToWire(await guest.details({ memBlockSize: req.mem_block_size, memHotplugProbe: req.mem_hotplug_probe }))),
     SetGuestDateTime: rpc.unary((req) => {
       guest.setDateTime(req.sec, req.usec);
       return {};
@@ -34,10 +24,7 @@ export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
       return {};
     }),
     CopyFile: rpc.unary(async (req) => {
-      await guest.copyFile({
-        path: req.path, fileSize: req.file_size, fileMode: req.file_mode, dirMode: req.dir_mode,
-        uid: req.uid, gid: req.gid, offset: req.offset, data: req.data,
-      });
+      await guest.copyFile(copyFileFromWire(req));
       return {};
     }),
     GetMetrics: rpc.unary(async () => ({ metrics: await guest.metrics(core.callMetrics) })),

@@ -1,22 +1,9 @@
 // v1 sandbox RPCs.
 import type { AgentCore } from '../../agent/core';
 import type { RpcBoundary } from '../../agent/server/rpc';
-import type { StorageSpec } from '../../agent/storage';
-import type { Storage__Output } from '../../generated/agent/v1/Storage';
 import type { AgentV1Handlers } from '../../protocol';
+import { storageFromWire } from '../common-wire';
 import { DEFAULT_SANDBOX_ID } from './defaults';
-
-/** agent.v1.Storage -> the core's StorageSpec (CreateSandbox and CreateContainer). */
-export function storageFromV1(s: Storage__Output): StorageSpec {
-  return {
-    driver: s.driver,
-    driverOptions: s.driver_options,
-    source: s.source,
-    fstype: s.fstype,
-    options: s.options,
-    mountPoint: s.mount_point,
-  };
-}
 
 export function sandboxHandlers(core: AgentCore, rpc: RpcBoundary) {
   return {
@@ -26,7 +13,7 @@ export function sandboxHandlers(core: AgentCore, rpc: RpcBoundary) {
         hostname: req.hostname,
         dns: req.dns,
         kernelModules: req.kernel_modules.map((m) => ({ name: m.name, parameters: m.parameters })),
-        storages: req.storages.map(storageFromV1),
+        storages: req.storages.map(storageFromWire),
       });
       return {};
     }),

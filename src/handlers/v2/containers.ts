@@ -5,7 +5,8 @@ import { snapshotContainer } from '../../agent/core/snapshot';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV2Handlers } from '../../protocol';
 import { parseJsonField } from '../json';
-import { containerInfoToV2, initExecIdOf, removeTimeoutOf, storageFromV2 } from './conversions';
+import { statsToWire, storageFromWire } from '../common-wire';
+import { containerInfoToV2, initExecIdOf, removeTimeoutOf } from './conversions';
 import { mutatingCalls } from './requests';
 
 type Group =
@@ -18,7 +19,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
   return {
     CreateContainer: once('CreateContainer', async (req) => {
       const spec = parseJsonField('oci_spec_json', req.oci_spec_json);
-      const container = await sandbox.createContainer(req.container_id, initExecIdOf(req), spec, req.storages.map(storageFromV2));
+      const container = await sandbox.createContainer(req.container_id, initExecIdOf(req), spec, req.storages.map(storageFromWire));
       return { container: containerInfoToV2(snapshotContainer(container)) };
     }),
     StartContainer: once('StartContainer', async (req) => {
@@ -41,15 +42,7 @@ export function containerHandlers(core: AgentCore, rpc: RpcBoundary) {
       await sandbox.container(req.container_id).update(parseJsonField('resources_json', req.resources_json));
       return {};
     }),
-    StatsContainer: rpc.unary(async (req) => {
-      const s = await sandbox.container(req.container_id).stats();
-      return {
-        cpu: { usage_usec: s.cpu.usageUsec, user_usec: s.cpu.userUsec, system_usec: s.cpu.systemUsec },
-        memory: { usage_bytes: s.memory.usageBytes, limit_bytes: s.memory.limitBytes },
-        pids: s.pids,
-        cgroup_path: s.cgroupPath,
-      };
-    }),
+    StatsContainer: rpc.unary(async (req) => statsToWire(await sandbox.container(req.container_id).stats())),
     ListProcesses: rpc.unary(async (req) => ({ processes: await sandbox.container(req.container_id).processes() })),
     ListContainers: rpc.unary(() => ({ containers: sandbox.list().map((c) => containerInfoToV2(snapshotContainer(c))) })),
     GetContainer: rpc.unary((req) => ({ container: containerInfoToV2(snapshotContainer(sandbox.container(req.container_id))) })),

@@ -9,7 +9,7 @@ import { isKind } from '../../agent/errors.testing';
 import type { ExitStatus } from '../../agent/process/exit-status';
 import {
   argumentsOf, chunkBytesOf, containerInfoToV2, eventToV2, exitStatusToV2, initExecIdOf, processInfoToV2, readerOf,
-  removeTimeoutOf, stateToV2, storageFromV2, streamFromV2,
+  removeTimeoutOf, stateToV2, streamFromV2,
 } from './conversions';
 
 const status = (more: Partial<ExitStatus>): ExitStatus => ({
@@ -50,13 +50,6 @@ describe('v2 conventions', () => {
     assert.equal(streamFromV2('OUTPUT_STREAM_STDERR'), 'stderr');
     assert.throws(() => streamFromV2('OUTPUT_STREAM_UNSPECIFIED'), isKind('invalid-argument', /OUTPUT_STREAM_UNSPECIFIED.*is not an output stream/));
     assert.throws(() => streamFromV2(7), isKind('invalid-argument', /stream 7 is not/));
-  });
-
-  it('a storage keeps every field', () => {
-    assert.deepEqual(
-      storageFromV2({ driver: 'tmpfs', driver_options: ['x'], source: 's', fstype: 'tmpfs', options: ['size=1m'], mount_point: 'm' }),
-      { driver: 'tmpfs', driverOptions: ['x'], source: 's', fstype: 'tmpfs', options: ['size=1m'], mountPoint: 'm' },
-    );
   });
 
   it("a request's arguments for the request-id ledger are all its fields but request_id", () => {

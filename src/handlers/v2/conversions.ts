@@ -10,12 +10,10 @@ import type { ContainerSnapshot, ProcessSnapshot } from '../../agent/core/snapsh
 import { excerpt, invalidArgument } from '../../agent/errors';
 import type { ExitStatus as CoreExitStatus } from '../../agent/process/exit-status';
 import type { StreamState } from '../../agent/stdio/output-stream';
-import type { StorageSpec } from '../../agent/storage';
 import type { ContainerInfo } from '../../generated/agent/v2/ContainerInfo';
 import type { ContainerState } from '../../generated/agent/v2/ContainerState';
 import type { ExitStatus } from '../../generated/agent/v2/ExitStatus';
 import type { ProcessInfo } from '../../generated/agent/v2/ProcessInfo';
-import type { Storage__Output } from '../../generated/agent/v2/Storage';
 import type { StreamInfo } from '../../generated/agent/v2/StreamInfo';
 import type { WatchEventsResponse } from '../../generated/agent/v2/WatchEventsResponse';
 
@@ -54,18 +52,6 @@ export function streamFromV2(stream: string | number): 'stdout' | 'stderr' {
   if (stream === 'OUTPUT_STREAM_STDOUT') return 'stdout';
   if (stream === 'OUTPUT_STREAM_STDERR') return 'stderr';
   throw invalidArgument(`stream ${excerpt(stream)} is not an output stream: use OUTPUT_STREAM_STDOUT or OUTPUT_STREAM_STDERR`);
-}
-
-/** agent.v2.Storage → the core's StorageSpec (CreateSandbox and CreateContainer). */
-export function storageFromV2(s: Storage__Output): StorageSpec {
-  return {
-    driver: s.driver,
-    driverOptions: s.driver_options,
-    source: s.source,
-    fstype: s.fstype,
-    options: s.options,
-    mountPoint: s.mount_point,
-  };
 }
 
 /** The arguments of a request as the request-id ledger compares them: everything but request_id. */

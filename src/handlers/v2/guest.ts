@@ -3,6 +3,7 @@
 import type { AgentCore } from '../../agent/core';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV2Handlers } from '../../protocol';
+import { copyFileFromWire, guestDetailsToWire } from '../common-wire';
 import { mutatingCalls } from './requests';
 
 type Group = 'GetGuestDetails' | 'SetGuestDateTime' | 'OnlineCPUMem' | 'ReseedRandomDev' | 'CopyFile' | 'GetMetrics';
@@ -11,19 +12,8 @@ export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { guest } = core;
   const once = mutatingCalls(core, rpc);
   return {
-    GetGuestDetails: rpc.unary(async (req) => {
-      const d = await guest.details({ memBlockSize: req.mem_block_size, memHotplugProbe: req.mem_hotplug_probe });
-      return {
-        mem_block_size_bytes: d.memBlockSizeBytes,
-        support_mem_hotplug_probe: d.supportMemHotplugProbe,
-        agent_details: {
-          version: d.agent.version,
-          init_daemon: d.agent.initDaemon,
-          storage_handlers: d.agent.storageHandlers,
-          device_handlers: d.agent.deviceHandlers,
-        },
-      };
-    }),
+    GetGuestDetails: rpc.unary(async (req) =>
+      guestDetailsToWire(await guest.details({ memBlockSize: req.mem_block_size, memHotplugProbe: req.mem_hotplug_probe }))),
     SetGuestDateTime: once('SetGuestDateTime', (req) => {
       guest.setDateTime(req.sec, req.usec);
       return {};
@@ -37,10 +27,7 @@ export function guestHandlers(core: AgentCore, rpc: RpcBoundary) {
       return {};
     }),
     CopyFile: once('CopyFile', async (req) => {
-      await guest.copyFile({
-        path: req.path, fileSize: req.file_size, fileMode: req.file_mode, dirMode: req.dir_mode,
-        uid: req.uid, gid: req.gid, offset: req.offset, data: req.data,
-      });
+      await guest.copyFile(copyFileFromWire(req));
       return {};
     }),
     GetMetrics: rpc.unary(async () => ({ metrics: await guest.metrics(core.callMetrics) })),

@@ -2,7 +2,8 @@
 import type { AgentCore } from '../../agent/core';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV2Handlers } from '../../protocol';
-import { DEFAULT_SANDBOX_ID, storageFromV2 } from './conversions';
+import { storageFromWire } from '../common-wire';
+import { DEFAULT_SANDBOX_ID } from './conversions';
 import { mutatingCalls } from './requests';
 
 export function sandboxHandlers(core: AgentCore, rpc: RpcBoundary) {
@@ -14,7 +15,7 @@ export function sandboxHandlers(core: AgentCore, rpc: RpcBoundary) {
         hostname: req.hostname,
         dns: req.dns,
         kernelModules: req.kernel_modules.map((m) => ({ name: m.name, parameters: m.parameters })),
-        storages: req.storages.map(storageFromV2),
+        storages: req.storages.map(storageFromWire),
       });
       return {};
     }),
