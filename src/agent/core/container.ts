@@ -187,12 +187,22 @@ export class Container {
   /** Waits for the process to exit; the exit status of an exec is then released. */
   async wait(execId: string, signal?: AbortSignal): Promise<ExitStatus> {
     const proc = this.process(execId);
-    const exited = proc.exited();
-    if (!exited) throw failedPrecondition(`process ${execId || proc.execId} in ${this.id} was never started`);
-    const status = await abortable(exited, signal, `wait for ${execId || proc.execId} in ${this.id}`);
+    const status = await this.exitOf(execId, signal);
     proc.collected = true;
     if (proc !== this.init) this.forgetWhenDrained(proc);
     return status;
+  }
+
+  /**
+   * The exit status once the process has exited, keeping it (not collected):
+   * for protocols where the client releases the process later (v2's
+   * ReleaseProcess acknowledges it). A cancelled wait is failed-precondition.
+   */
+  exitOf(execId: string, signal?: AbortSignal): Promise<ExitStatus> {
+    const proc = this.process(execId);
+    const exited = proc.exited();
+    if (!exited) throw failedPrecondition(`process ${proc.execId} in container ${this.id} was never started`);
+    return abortable(exited, signal, `wait for ${proc.execId} in container ${this.id}`);
   }
 
   /**
