@@ -59,7 +59,8 @@ export function resolveWithin(root: string, userPath: string, what = 'path'): st
   return resolved;
 }
 
-function isWithin(root: string, p: string): boolean {
+/** Whether `p` is `root` or lies below it, by the path's text alone (no file system look-up). */
+export function isWithin(root: string, p: string): boolean {
   const rel = path.relative(root, p);
   // "..data" is a fine name inside the root; only ".." itself or "../..." climbs out.
   return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));

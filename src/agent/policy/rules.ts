@@ -1,6 +1,6 @@
 // The policy's decisions, one function per kind of rule. Each throws the
 // PERMISSION_DENIED error naming the rule that denied, or returns.
-import path from 'node:path';
+import { isWithin } from '../validate';
 import { denied, type Policy, type ShareableNamespace } from './policy';
 
 /**
@@ -19,11 +19,7 @@ export function checkRpc(policy: Policy, version: string, method: string): void 
   throw denied(policy, name, `${version} ${method}`);
 }
 
-const under = (prefixes: readonly string[], p: string) =>
-  prefixes.some((prefix) => {
-    const rel = path.relative(prefix, p);
-    return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-  });
+const under = (prefixes: readonly string[], p: string) => prefixes.some((prefix) => isWithin(prefix, p));
 
 /** CopyFile's destination (already resolved inside the shared dir). */
 export function checkCopyFile(policy: Policy, resolvedPath: string): void {

@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { excerpt, invalidArgument } from '../errors';
 import { constants } from '../../native/native';
-import { resolveWithin } from '../validate';
+import { isWithin, resolveWithin } from '../validate';
 import { parseBlockSource, type BlockDeviceRef } from './block';
 import { findDriver, STORAGE_DRIVER_NAMES, type StorageDriver } from './drivers';
 import { flagValue, formatData, parseMountOptions, type DataOption } from './options';
@@ -226,7 +226,7 @@ export function resolveInRoots(roots: readonly string[], userPath: string, what:
     } catch {
       continue; // not created yet: nothing can be inside it
     }
-    if (!lexicallyWithin(path.resolve(root), candidate) && !lexicallyWithin(rootReal, candidate)) continue;
+    if (!isWithin(path.resolve(root), candidate) && !isWithin(rootReal, candidate)) continue;
     const resolved = resolveWithin(root, candidate, what);
     if (!opts.allowRoot && resolved === rootReal) throw invalidArgument(`${what} ${excerpt(userPath)} is the root ${root} itself`);
     return resolved;
@@ -234,7 +234,3 @@ export function resolveInRoots(roots: readonly string[], userPath: string, what:
   throw invalidArgument(`${what} ${excerpt(userPath)} is outside the storage roots (${roots.join(', ')})`);
 }
 
-function lexicallyWithin(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-}
