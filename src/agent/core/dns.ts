@@ -2,7 +2,7 @@
 // line by line, then written as the sandbox resolv.conf that containers get
 // as their /etc/resolv.conf (see Sandbox.createContainer).
 import net from 'node:net';
-import { invalidArgument } from '../errors';
+import { excerpt, invalidArgument } from '../errors';
 
 /** Where containers see the sandbox resolv.conf. */
 export const RESOLV_CONF_DESTINATION = '/etc/resolv.conf';
@@ -31,8 +31,7 @@ export function resolvConfFromDns(lines: readonly string[]): string {
 }
 
 function checkLine(line: string, what: string): string {
-  const shown = JSON.stringify(line.length > 80 ? `${line.slice(0, 80)}...` : line);
-  const bad = (why: string) => invalidArgument(`${what} ${shown} ${why}`);
+  const bad = (why: string) => invalidArgument(`${what} ${excerpt(line, 80)} ${why}`);
   if (line.length > MAX_DNS_LINE_LENGTH) throw bad(`is longer than ${MAX_DNS_LINE_LENGTH} characters`);
   if (!/^[\x20-\x7e\t]*$/.test(line)) throw bad('has characters other than printable ASCII, spaces and tabs');
   const [keyword, ...args] = line.trim().split(/[ \t]+/);
@@ -40,19 +39,19 @@ function checkLine(line: string, what: string): string {
   switch (keyword) {
     case 'nameserver': {
       if (args.length !== 1) throw bad(`needs exactly one address: ${usage}`);
-      if (!isAddress(args[0]!)) throw bad(`names ${JSON.stringify(args[0])}, which is not an IPv4 or IPv6 address`);
+      if (!isAddress(args[0]!)) throw bad(`names ${excerpt(args[0])}, which is not an IPv4 or IPv6 address`);
       break;
     }
     case 'search': {
       if (args.length === 0) throw bad(`names no domain: ${usage}`);
       const wrong = args.find((d) => !isDomain(d));
-      if (wrong !== undefined) throw bad(`names ${JSON.stringify(wrong)}, which is not a domain name`);
+      if (wrong !== undefined) throw bad(`names ${excerpt(wrong)}, which is not a domain name`);
       break;
     }
     case 'options': {
       if (args.length === 0) throw bad(`names no option: ${usage}`);
       const wrong = args.find((o) => !OPTION.test(o));
-      if (wrong !== undefined) throw bad(`has ${JSON.stringify(wrong)}, which is not a resolver option (name or name:number)`);
+      if (wrong !== undefined) throw bad(`has ${excerpt(wrong)}, which is not a resolver option (name or name:number)`);
       break;
     }
     default:

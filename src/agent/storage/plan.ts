@@ -233,4 +233,3 @@ export function resolveInRoots(roots: readonly string[], userPath: string, what:
   }
   throw invalidArgument(`${what} ${excerpt(userPath)} is outside the storage roots (${roots.join(', ')})`);
 }
-
