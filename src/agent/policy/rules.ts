@@ -1,5 +1,6 @@
 // The policy's decisions, one function per kind of rule. Each throws the
 // PERMISSION_DENIED error naming the rule that denied, or returns.
+import { excerpt } from '../errors';
 import { isWithin } from '../validate';
 import { denied, type Policy, type ShareableNamespace } from './policy';
 
@@ -24,17 +25,17 @@ const under = (prefixes: readonly string[], p: string) => prefixes.some((prefix)
 /** CopyFile's destination (already resolved inside the shared dir). */
 export function checkCopyFile(policy: Policy, resolvedPath: string): void {
   if (policy.copyFilePaths && !under(policy.copyFilePaths, resolvedPath)) {
-    throw denied(policy, 'copy_file.paths', `CopyFile to ${JSON.stringify(resolvedPath.slice(0, 200))}`);
+    throw denied(policy, 'copy_file.paths', `CopyFile to ${excerpt(resolvedPath, 200)}`);
   }
 }
 
 /** A storage, by driver and mount point. */
 export function checkStorage(policy: Policy, driver: string, mountPoint: string): void {
   if (policy.storageDrivers && !policy.storageDrivers.includes(driver)) {
-    throw denied(policy, 'storages.drivers', `the ${JSON.stringify(driver.slice(0, 40))} storage driver`);
+    throw denied(policy, 'storages.drivers', `the ${excerpt(driver, 40)} storage driver`);
   }
   if (policy.storageMountPoints && !under(policy.storageMountPoints, mountPoint)) {
-    throw denied(policy, 'storages.mount_points', `a storage mounted at ${JSON.stringify(mountPoint.slice(0, 200))}`);
+    throw denied(policy, 'storages.mount_points', `a storage mounted at ${excerpt(mountPoint, 200)}`);
   }
 }
 
@@ -42,7 +43,7 @@ export function checkStorage(policy: Policy, driver: string, mountPoint: string)
 export function checkExec(policy: Policy, program: string, containerId: string): void {
   if (!policy.exec.allowed) throw denied(policy, 'exec.allowed', `exec in container ${containerId}`);
   if (policy.exec.commands && !policy.exec.commands.includes(program)) {
-    throw denied(policy, 'exec.commands', `exec of ${JSON.stringify(program.slice(0, 200))} in container ${containerId}`);
+    throw denied(policy, 'exec.commands', `exec of ${excerpt(program, 200)} in container ${containerId}`);
   }
 }
 

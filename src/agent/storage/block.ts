@@ -17,7 +17,7 @@
 //   mount sources' st_rdev), so another name for the same disk is no way round.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { failedPrecondition, invalidArgument } from '../errors';
+import { excerpt, failedPrecondition, invalidArgument } from '../errors';
 import { isGuestInit } from '../machine';
 
 export type BlockDeviceRef = { kind: 'node'; name: string } | { kind: 'pci'; address: string };
@@ -34,7 +34,7 @@ export function parseBlockSource(source: string, what = 'source'): BlockDeviceRe
   const address = source.toLowerCase();
   if (PCI_PATTERN.test(address)) return { kind: 'pci', address };
   throw invalidArgument(
-    `${what} ${JSON.stringify(source)} is neither a virtio block device node (/dev/vdX, /dev/vdXN) ` +
+    `${what} ${excerpt(source)} is neither a virtio block device node (/dev/vdX, /dev/vdXN) ` +
       `nor a PCI address (domain:bus:device.function, e.g. 0000:00:05.0)`,
   );
 }

@@ -3,7 +3,7 @@
 // timeout of 0 means 10 seconds, and ListProcesses answers a text table or a
 // JSON array of pids.
 import type { Container } from '../../agent/core/container';
-import { invalidArgument } from '../../agent/errors';
+import { excerpt, invalidArgument } from '../../agent/errors';
 
 export const DEFAULT_SANDBOX_ID = 'sandbox';
 export const DEFAULT_REMOVE_TIMEOUT_S = 10;
@@ -16,7 +16,7 @@ export function execIdOf(container: Container, execId: string): string {
 /** ListProcesses' process_list: "table" (the default) or "json". */
 export function formatProcessList(format: string, processes: ReadonlyArray<{ pid: number; args: readonly string[] }>): Buffer {
   if (format === 'json') return Buffer.from(JSON.stringify(processes.map((p) => p.pid)));
-  if (format !== '' && format !== 'table') throw invalidArgument(`format ${JSON.stringify(format.slice(0, 40))} is not "table" or "json"`);
+  if (format !== '' && format !== 'table') throw invalidArgument(`format ${excerpt(format)} is not "table" or "json"`);
   const rows = processes.map((p) => `${String(p.pid).padStart(7)} ${p.args.join(' ')}`);
   return Buffer.from(['    PID CMD', ...rows].join('\n') + '\n');
 }
