@@ -10,7 +10,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { GUEST_DIR, SHARE_TAG, startVm } from '../build/vm';
 import { AgentClient } from '../src/client/client';
-import { MODES, measureStdout, measureUnary, printTable, throughputRows } from './stdout';
+import { MODES, measureStdout, measureUnary, printTable, type Throughput, throughputRows } from './stdout';
 import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
 
@@ -89,7 +89,7 @@ async function measureStdoutInGuest(addr: string): Promise<void> {
   const i = process.argv.indexOf('--stdout-mib');
   const bytes = (i >= 0 ? Number(process.argv[i + 1]) : 8) * 1048576;
   const runs = 2;
-  const results = new Map<string, number[]>();
+  const results = new Map<string, Throughput[]>();
   for (const m of MODES) results.set(m.name, []);
   const unary: string[][] = [['unary round trip (guest channel)', 'p50 ms', 'p99 ms', 'calls/s', 'notes']];
   for (const protocol of ['v1', 'v2'] as const) {

@@ -102,6 +102,9 @@ const V2_MUTATING: ReadonlySet<string> = new Set(
     .filter(([, def]) => (def.requestType.type.field ?? []).some((f) => f.name === 'request_id'))
     .map(([name]) => name),
 );
+/** AcknowledgeOutput calls one stream may have unanswered: beyond that the agent is not reading them any faster. */
+const MAX_ACKS_IN_FLIGHT = 4;
+
 const V2_STREAMS: ReadonlySet<string> = new Set(['ReadOutput', 'WatchEvents']);
 
 export function isV2MutatingMethod(method: string): boolean {
@@ -167,8 +170,16 @@ export interface ReadOutputOptions extends ProcessRef {
   offset?: number;
   /** Largest chunk (v2: per message; v1: per poll). Default 64 KiB. */
   maxChunkBytes?: number;
-  /** v2: which reader this is (each has its own acknowledged offset). Default the agent's ("v2"). */
+  /** v2: which reader this is (each has its own acknowledged offset). Default the agent's ("default"). */
   reader?: string;
+  /**
+   * v2: acknowledge what the caller has taken, so that the agent releases
+   * nothing before (ReadOutput's acknowledged_only), and a client that dies
+   * with chunks in its buffers loses none of them. Default true where the
+   * agent has "feature:output-acknowledgement"; false trades that for a little
+   * throughput (the agent then keeps only the last 256 KiB it sent).
+   */
+  acknowledge?: boolean;
 }
 export interface WatchEventsOptions {
   /** Send the events after this seq. Default: after the last event this client saw, else every event still held. */
@@ -248,6 +259,7 @@ export class AgentClient {
       'grpc.max_receive_message_length': limit,
       'grpc.max_send_message_length': limit,
       'grpc.use_local_subchannel_pool': 1,
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
       // Reconnect soon after a drop, so that retries find the agent when it is back.
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2000,
@@ -663,8 +675,12 @@ export class AgentClient {
       offset = at;
       this.streams.set(k, { containerId: o.containerId, execId: wire, stream, offset: at });
     };
+    const ack = o.acknowledge === false ? null : this.outputAcknowledger(o.containerId, wire, stream, o.reader ?? '', offset);
     for (let failures = 0; ;) {
-      const req = { container_id: o.containerId, exec_id: wire, stream: wireStream(stream), offset, reader: o.reader ?? '', max_chunk_bytes: o.maxChunkBytes ?? 0 };
+      const req = {
+        container_id: o.containerId, exec_id: wire, stream: wireStream(stream), offset, reader: o.reader ?? '', max_chunk_bytes: o.maxChunkBytes ?? 0,
+        acknowledged_only: ack !== null,
+      };
       try {
         for await (const msg of serverStream<ReadOutputResponse__Output>(this.v2Client, 'ReadOutput', req)) {
           failures = 0;
@@ -682,6 +698,7 @@ export class AgentClient {
           } finally {
             // Counted once the caller has taken the chunk: a record saved meanwhile asks for it again.
             track(end);
+            ack?.(end, msg.eof);
           }
           if (msg.eof) return;
         }
@@ -694,6 +711,35 @@ export class AgentClient {
         await sleep(ms);
       }
     }
+  }
+
+  /**
+   * For an agent that keeps output until acknowledged (ReadOutput's
+   * acknowledged_only): acknowledges what the caller has taken, every
+   * quarter of the agent's output window (the most it sends past the
+   * acknowledged offset) and at the end, a few AcknowledgeOutput calls at a
+   * time, never waited for. Null for an agent without the feature (it keeps the last bytes it
+   * sent instead). A failed acknowledgement costs nothing but a later one:
+   * the next ReadOutput's offset acknowledges too.
+   */
+  private outputAcknowledger(containerId: string, execId: string, stream: 'stdout' | 'stderr', reader: string, from: number) {
+    if (!this.agent.capabilities.includes('feature:output-acknowledgement')) return null;
+    const every = Math.max(1, Math.floor((Number(this.agent.limits?.output_buffer_bytes) || 1024 * 1024) / 4));
+    /** The last offset an acknowledgement was sent for. */
+    let sent = from;
+    let inFlight = 0;
+    return (offset: number, final: boolean) => {
+      // Not waiting for answers: an answer queues behind the output on the
+      // connection, and the agent acts on the request when it arrives.
+      if (offset <= sent || (!final && (offset - sent < every || inFlight >= MAX_ACKS_IN_FLIGHT))) return;
+      sent = offset;
+      inFlight++;
+      this.v2('AcknowledgeOutput', { container_id: containerId, exec_id: execId, stream: wireStream(stream), reader, offset }, { retry: false })
+        .catch((err: unknown) =>
+          this.log('debug', `AcknowledgeOutput of ${containerId}/${execId} ${stream} at ${offset} failed (${describeError(err)}); a later one or the next ReadOutput acknowledges it`),
+        )
+        .finally(() => inFlight--);
+    };
   }
 
   private async *readOutputV1(o: ReadOutputOptions): AsyncGenerator<OutputChunk> {

@@ -196,6 +196,18 @@ function outputOf(v: unknown): unknown {
   return { from: chunks[0]!.offset, text: chunks.map((c) => c.data).join(''), end: last.offset + Buffer.byteLength(last.data), eof: last.eof };
 }
 
+/**
+ * An ExecProcess answer for a process that may end before the answer is
+ * made: its snapshot without what that race decides (running, exit status,
+ * how much output there was yet).
+ */
+function racingExit(v: unknown): unknown {
+  const p = (v as { process?: Record<string, unknown> }).process;
+  if (!p) return v;
+  const { running: _r, exit_status: _e, stdout: _o, stderr: _s, ...settled } = p;
+  return { ...(v as object), process: settled };
+}
+
 /** What can only grow from a release to today: capabilities, limits, storage drivers. Checked, then left out of the comparison. */
 interface Grown {
   what: string;
@@ -216,7 +228,8 @@ class Transcript {
   }
 
   /** Runs one agentctl call; records its JSON answer (one object a line for a stream) or its failure code. */
-  async call(name: string, args: string[]): Promise<unknown> {
+  /** One agentctl call and its answer, normalized; `settle` keeps only what does not depend on timing. */
+  async call(name: string, args: string[], settle: (result: unknown) => unknown = (x) => x): Promise<unknown> {
     const r = await this.raw(args);
     const failed = /agentctl: \S+ failed: ([A-Z_]+)/.exec(r.stdout + r.stderr);
     if (r.exit !== 0 || failed) {
@@ -227,7 +240,7 @@ class Transcript {
     const lines = r.stdout.split('\n').filter((l) => l.trim().startsWith('{') || l.trim().startsWith('['));
     const parsed = lines.map((l) => JSON.parse(l) as unknown);
     const result = parsed.length === 1 ? parsed[0] : parsed;
-    this.steps.push({ name, result: normalize(outputOf(result) ?? result) });
+    this.steps.push({ name, result: settle(normalize(outputOf(result) ?? result)) });
     return result;
   }
 
@@ -333,7 +346,7 @@ async function v2Script(t: Transcript, specFile: string): Promise<void> {
   await t.call('ReleaseProcess c1', ['ReleaseProcess', 'container_id=c1', 'exec_id=c1', 'request_id=rp-1']);
   await t.call('CreateContainer c2', ['CreateContainer', 'container_id=c2', `oci_spec_json=@${specFile.replace(/\.json$/, '-sleep.json')}`, 'request_id=cc-2']);
   await t.call('StartContainer c2', ['StartContainer', 'container_id=c2', 'request_id=sc-2']);
-  await t.call('ExecProcess e1', ['ExecProcess', 'container_id=c2', 'exec_id=e1', `oci_process_json=${JSON.stringify(proc(['sh', '-c', 'echo exec-out; echo exec-err >&2; exit 5']))}`, 'request_id=ep-1']);
+  await t.call('ExecProcess e1', ['ExecProcess', 'container_id=c2', 'exec_id=e1', `oci_process_json=${JSON.stringify(proc(['sh', '-c', 'echo exec-out; echo exec-err >&2; exit 5']))}`, 'request_id=ep-1'], racingExit);
   await t.call('WaitProcess e1', ['WaitProcess', 'container_id=c2', 'exec_id=e1']);
   await t.call('ReadOutput e1 stdout', ['ReadOutput', 'container_id=c2', 'exec_id=e1', 'stream=OUTPUT_STREAM_STDOUT', 'offset=0']);
   await t.call('ExecProcess e2', ['ExecProcess', 'container_id=c2', 'exec_id=e2', `oci_process_json=${JSON.stringify(proc(['sleep', '100']))}`, 'request_id=ep-2']);

@@ -281,8 +281,8 @@ describe('protocol v2 through the bundled agent', () => {
         grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', /is not an output stream/,
       );
       await v2Failure(
-        readOutput(v2, { container_id: 'life', exec_id: 'counter', stream: 'OUTPUT_STREAM_STDOUT', offset: 0, reader: 'v2.stream' }),
-        grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', /reserved/,
+        readOutput(v2, { container_id: 'life', exec_id: 'counter', stream: 'OUTPUT_STREAM_STDOUT', offset: 0, reader: '../v1' }),
+        grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', /reader .* is invalid/,
       );
     });
 

@@ -8,7 +8,7 @@ import type { Policy } from '../policy/policy';
 import { ContainerProcess } from '../process/container-process';
 import { exitStatus, oomKilled, SIGKILL, type ExitStatus } from '../process/exit-status';
 import { ProcessIO } from '../process/process-io';
-import type { OutputChunk } from '../stdio/output-stream';
+import type { FollowOptions, OutputChunk } from '../stdio/output-stream';
 import type { Reaper } from '../process/reaper';
 import { validateId } from '../validate';
 import { readCgroupStats, type CgroupStats } from './cgroup-stats';
@@ -189,7 +189,7 @@ export class Container {
     const proc = this.process(execId);
     const status = await this.exitOf(execId, signal);
     proc.collected = true;
-    if (proc !== this.init) this.forgetWhenDrained(proc);
+    this.forgetWhenDrained(proc);
     return status;
   }
 
@@ -224,18 +224,66 @@ export class Container {
     max: number,
     signal?: AbortSignal,
   ): Promise<OutputChunk> {
+    const { proc, out, subject } = this.outputOf(execId, stream, reader, 'reading');
+    const chunk = await out.readAs(reader, from, max, { signal, subject });
+    this.forgetWhenDrained(proc);
+    return chunk;
+  }
+
+  /**
+   * A process's output for reader `reader` from offset `from`, chunk after
+   * chunk as it arrives, to the end of stream (OutputStream.follow: the
+   * reader's place moves as `hold` says, and nothing is read ahead of what
+   * the caller takes).
+   */
+  async *followOutput(
+    execId: string,
+    stream: 'stdout' | 'stderr',
+    reader: string,
+    from: number,
+    max: number,
+    options: { hold: FollowOptions['hold']; signal?: AbortSignal },
+  ): AsyncGenerator<OutputChunk> {
+    const { proc, out, subject } = this.outputOf(execId, stream, reader, 'reading');
+    try {
+      yield* out.follow(reader, from, max, { ...options, subject });
+    } finally {
+      this.forgetWhenDrained(proc);
+    }
+  }
+
+  /** Reader `reader` has the process's output before `offset` (OutputStream.acknowledge). Returns the first offset still held. */
+  acknowledgeOutput(execId: string, stream: 'stdout' | 'stderr', reader: string, offset: number): number {
+    const { proc, out, subject } = this.outputOf(execId, stream, reader, 'acknowledging');
+    const start = out.acknowledge(reader, offset, subject);
+    this.forgetWhenDrained(proc);
+    return start;
+  }
+
+  /**
+   * The readers `which` accepts have all of a process's output: each is
+   * moved to the end of each stream that has ended (a stream held open by a
+   * process the exec left behind stays as it is), and an exec whose status
+   * was collected and whose output nobody else still reads is forgotten.
+   */
+  finishReaders(execId: string, which: (reader: string) => boolean): void {
+    const proc = this.process(execId);
+    proc.io.stdout.finishReaders(which);
+    proc.io.stderr.finishReaders(which);
+    this.forgetWhenDrained(proc);
+  }
+
+  private outputOf(execId: string, stream: 'stdout' | 'stderr', reader: string, doing: string) {
     const proc = this.process(execId);
     validateId('reader', reader);
     const subject = `${stream} of exec ${proc.execId} in container ${this.id}`;
-    proc.io.requireStarted(`reading ${subject}`);
-    const chunk = await proc.io[stream].readAs(reader, from, max, { signal, subject });
-    if (proc !== this.init) this.forgetWhenDrained(proc);
-    return chunk;
+    proc.io.requireStarted(`${doing} ${subject}`);
+    return { proc, out: proc.io[stream], subject };
   }
 
   /** An exec is forgotten once its status is collected and its output read to the end by every reader (see OutputStream.drained). */
   private forgetWhenDrained(proc: ContainerProcess): void {
-    if (proc.collected && proc.io.stdout.drained && proc.io.stderr.drained && this.execs.get(proc.execId) === proc) {
+    if (proc !== this.init && proc.collected && proc.io.stdout.drained && proc.io.stderr.drained && this.execs.get(proc.execId) === proc) {
       this.execs.delete(proc.execId);
       proc.io.close();
     }

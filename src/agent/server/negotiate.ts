@@ -41,5 +41,7 @@ export const CAPABILITIES: readonly string[] = [
   'feature:snapshots',
   // v2: google.rpc.Status/ErrorInfo in grpc-status-details-bin with every failure.
   'feature:error-details',
+  // v2 (0.3.0): ReadOutput's acknowledged_only and AcknowledgeOutput: nothing sent is released unacknowledged.
+  'feature:output-acknowledgement',
   ...STORAGE_DRIVER_NAMES.map((driver) => `storage:${driver}`),
 ];

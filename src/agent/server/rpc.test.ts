@@ -81,7 +81,7 @@ describe('version negotiation', () => {
 });
 
 describe('RPC boundary: streams and status details', () => {
-  /** A stand-in server-streaming call whose writes never drain (a client that stopped reading). */
+  /** A stand-in server-streaming call whose writes never leave (a client that stopped reading): no write callback, ever. */
   function stuckStream(path: string) {
     const call = new EventEmitter() as unknown as grpc.ServerWritableStream<unknown, unknown> & { ended: boolean; status?: unknown };
     Object.assign(call, {
@@ -94,7 +94,7 @@ describe('RPC boundary: streams and status details', () => {
     return call;
   }
 
-  it('a send waiting for drain settles when the client cancels: the stream function finishes', async () => {
+  it('a send waiting for its message to leave settles when the client cancels: the stream function finishes', async () => {
     const rpc = new RpcBoundary(silentLogger, new RpcMetrics());
     let sendFailed: unknown;
     let finished!: () => void;
@@ -109,7 +109,7 @@ describe('RPC boundary: streams and status details', () => {
       } finally {
         finished();
       }
-    })(call);
+    }, { budget: 0, sizeOf: () => 1 })(call);
     await new Promise((r) => setImmediate(r));
     call.emit('cancelled');
     await done;

@@ -66,27 +66,45 @@ export class RpcBoundary {
     };
   }
 
+  /**
+   * A server-streaming handler. `send` settles once the message is queued
+   * and the messages not yet handed to HTTP/2 (counted with `sizeOf`) are
+   * within `budget`: the handler produces no further ahead than that, so a
+   * slow client holds the producer back instead of grpc-js buffering for it
+   * (its own queue would take 16 messages of any size), and what a client
+   * acknowledges is never far behind what it was sent. The default budget is
+   * 16 messages. A send fails once the call is cancelled: one waiting on a
+   * dead call would never settle.
+   */
   serverStream<Req, Res>(
     fn: (req: Req, ctx: RpcContext, send: (msg: Res) => Promise<void>) => Promise<void>,
+    flow: { budget: number; sizeOf: (msg: Res) => number } = { budget: 16, sizeOf: () => 1 },
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
       const { ctx, finish, admitted } = this.begin(call, call.request);
-      // Settles when the message is handed on, or fails once the call is
-      // cancelled: a send waiting for 'drain' on a dead call would never settle.
       const gone = () => new AgentError('unavailable', 'the client cancelled the call or went away');
+      /** Sent but not yet handed to HTTP/2, in sizeOf's units. */
+      let queued = 0;
+      let wake: (() => void) | null = null;
       const send = (msg: Res) =>
         new Promise<void>((resolve, reject) => {
           if (ctx.signal.aborted) return reject(gone());
-          if (call.write(msg)) return resolve();
+          const size = flow.sizeOf(msg);
+          queued += size;
+          call.write(msg, () => {
+            queued -= size;
+            if (queued <= flow.budget) wake?.();
+          });
+          if (queued <= flow.budget) return resolve();
           const onAbort = () => {
-            call.removeListener('drain', onDrain);
+            wake = null;
             reject(gone());
           };
-          const onDrain = () => {
+          wake = () => {
+            wake = null;
             ctx.signal.removeEventListener('abort', onAbort);
             resolve();
           };
-          call.once('drain', onDrain);
           ctx.signal.addEventListener('abort', onAbort, { once: true });
         });
       Promise.resolve()

@@ -360,3 +360,113 @@ describe('OutputStream with two readers', () => {
     assert.ok(s.retained <= 64 * 1024 + 65536);
   });
 });
+
+/** Takes `n` chunks from a follow() generator (or fewer at its end). */
+async function take(gen: AsyncGenerator<{ offset: number; data: Buffer; eof: boolean }>, n: number) {
+  const got: Array<{ offset: number; data: string; eof: boolean }> = [];
+  for (let i = 0; i < n; i++) {
+    const r = await gen.next();
+    if (r.done) break;
+    got.push({ offset: r.value.offset, data: r.value.data.toString(), eof: r.value.eof });
+  }
+  return got;
+}
+
+describe('OutputStream follow', () => {
+  it("hands out chunks from an offset as they arrive, then an empty eof chunk at the final offset; the reader's place kept `hold` bytes behind", async () => {
+    const src = new PassThrough();
+    const s = new OutputStream(src, 1024);
+    const gen = s.follow('r', 0, 4, { hold: 2 });
+    src.write('abcdef');
+    assert.deepEqual(await take(gen, 2), [{ offset: 0, data: 'abcd', eof: false }, { offset: 4, data: 'ef', eof: false }]);
+    // Taken to 6 when the third chunk is asked for: the place moves to 6 - 2.
+    const third = gen.next();
+    await tick();
+    assert.equal(s.reader('r').position, 4);
+    assert.equal(s.start, 4, 'what every reader is past is released');
+    src.end('g');
+    assert.deepEqual((await third).value, { offset: 6, data: Buffer.from('g'), eof: false }, 'a chunk with data never carries eof');
+    assert.deepEqual(await take(gen, 2), [{ offset: 7, data: '', eof: true }]);
+    assert.equal(s.reader('r').reachedEnd, false, 'held behind the end, the reader has not reached it');
+    assert.equal(s.drained, false);
+    assert.deepEqual(await take(s.follow('r', 7, 4, { hold: 2 }), 2), [{ offset: 7, data: '', eof: true }]);
+    assert.equal(s.reader('r').reachedEnd, true, 'asked at the final offset: at the end');
+    assert.equal(s.drained, true);
+  });
+
+  it("'acknowledged' keeps everything the reader was sent until it acknowledges; the window then holds the source back", async () => {
+    const src = new PassThrough();
+    const s = new OutputStream(src, 8);
+    const gen = s.follow('r', 0, 4, { hold: 'acknowledged' });
+    src.write('abcdefghijkl');
+    await tick();
+    assert.deepEqual(await take(gen, 3), [{ offset: 0, data: 'abcd', eof: false }, { offset: 4, data: 'efgh', eof: false }, { offset: 8, data: 'ijkl', eof: false }]);
+    assert.equal(s.start, 0, 'nothing released: nothing acknowledged');
+    assert.equal(src.isPaused(), true, 'the window is full');
+    // A client that died with all of it in its buffers resumes from where it had acknowledged (0).
+    assert.equal(s.acknowledge('r', 9), 9);
+    assert.equal(src.isPaused(), false);
+    src.end();
+    await tick();
+    assert.deepEqual(await take(gen, 2), [{ offset: 12, data: '', eof: true }]);
+    assert.equal(s.reader('r').reachedEnd, false);
+    assert.equal(s.acknowledge('r', 12), 12);
+    assert.equal(s.reader('r').reachedEnd, true, 'acknowledging the final offset of an ended stream is reaching the end');
+    assert.throws(() => s.acknowledge('r', 13), isKind('out-of-range', /past the end/));
+    assert.equal(s.acknowledge('r', 3), 12, 'an acknowledgement behind the place changes nothing');
+  });
+
+  it('ends without an eof chunk when its signal aborts, and refuses an offset already released', async () => {
+    const src = new PassThrough();
+    const s = new OutputStream(src, 1024);
+    const ac = new AbortController();
+    const gen = s.follow('r', 0, 4, { hold: 'acknowledged', signal: ac.signal });
+    const waiting = gen.next();
+    await tick();
+    assert.equal(s.waiting, 1);
+    ac.abort();
+    assert.deepEqual(await waiting, { value: undefined, done: true });
+    assert.equal(s.waiting, 0);
+    src.write('abcdef');
+    await tick();
+    s.acknowledge('r', 4);
+    await assert.rejects(s.follow('r', 2, 4, { hold: 2 }).next(), isKind('out-of-range', /read from 4/));
+  });
+
+  it("gathers a writer's small reads into one chunk up to max, and coalesces nothing beyond max", async () => {
+    const src = new PassThrough();
+    const s = new OutputStream(src, 1 << 20);
+    const gen = s.follow('r', 0, 1000, { hold: 0 });
+    const first = gen.next();
+    // Ten writes in a row, each its own 'data' event: the chunk after the first wake carries them all.
+    for (let i = 0; i < 10; i++) src.write('x'.repeat(50));
+    const r = await first;
+    assert.equal(r.value!.data.length, 500);
+    for (let i = 0; i < 30; i++) src.write('y'.repeat(50));
+    await tick();
+    assert.equal((await gen.next()).value!.data.length, 1000);
+  });
+});
+
+describe('OutputStream finishReaders', () => {
+  it('moves the readers it is asked about to the end of an ended stream and leaves the others; with no reader, the stream is nobody\'s', async () => {
+    const src = new PassThrough();
+    const s = new OutputStream(src, 1024);
+    s.reader('v1');
+    s.reader('v2.a');
+    assert.equal(s.finishReaders((n) => n.startsWith('v2.')), false, 'not ended: nothing moved');
+    src.end('abcd');
+    await tick();
+    assert.equal(s.finishReaders((n) => n.startsWith('v2.')), true);
+    assert.ok(s.reader('v2.a').reachedEnd);
+    assert.equal(s.drained, false, 'v1 still reads');
+    assert.equal(s.start, 0);
+    const unread = new PassThrough();
+    const u = new OutputStream(unread, 1024);
+    unread.end('never read');
+    await tick();
+    assert.equal(u.drained, false, 'ended with bytes nobody read');
+    u.finishReaders(() => true);
+    assert.equal(u.drained, true);
+  });
+});

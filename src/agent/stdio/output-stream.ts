@@ -12,9 +12,12 @@
 //   ─────────┼──────────────────┼───────────────>  offsets
 //
 // Readers are named cursors. A reader acknowledges by asking for an offset
-// (it needs nothing before it) or with ack(); `readAs(name, 'next', ...)`
-// reads from the reader's own position and acknowledges what it returned
-// (v1's polling: the next bytes, each once).
+// (it needs nothing before it) or with acknowledge(); `readAs(name, 'next',
+// ...)` reads from the reader's own position and acknowledges what it
+// returned (v1's polling: the next bytes, each once); follow() hands out
+// chunk after chunk from an offset, the reader's place kept either where the
+// reader acknowledged (nothing it was sent is released before it says so) or
+// a fixed distance behind what it was sent.
 import type { Readable } from 'node:stream';
 import { invalidArgument, outOfRange } from '../errors';
 
@@ -37,6 +40,18 @@ export interface ReadOptions {
   signal?: AbortSignal;
   /** What the stream is, for error messages ("stdout of exec e1 in container c1"). */
   subject?: string;
+}
+
+export interface FollowOptions extends ReadOptions {
+  /**
+   * How the reader's place moves while it follows: 'acknowledged', only when
+   * the reader acknowledges (acknowledge(), or the offset a later read or
+   * follow starts at), so what it was sent stays held however much of it was
+   * lost on the way; a number, that many bytes behind what it was sent, for a
+   * reader that never acknowledges (bytes lost on the way beyond that are
+   * released).
+   */
+  hold: 'acknowledged' | number;
 }
 
 /** A reader's place in the stream. Created by OutputStream.reader(); lives as long as the stream. */
@@ -62,7 +77,7 @@ export class OutputReader {
     return this.reachedEnd_;
   }
 
-  /** The reader needs nothing before `offset`; bytes every reader is past are released. */
+  /** @internal The reader needs nothing before `offset`; bytes every reader is past are released. Use OutputStream.acknowledge. */
   ack(offset: number, subject?: string): void {
     if (Number.isSafeInteger(offset) && offset >= 0 && offset <= this.position_) return;
     this.stream.checkOffset(offset, subject);
@@ -87,6 +102,8 @@ export class OutputStream {
   private paused = false;
   private waiters: Array<() => void> = [];
   private readonly readers = new Map<string, OutputReader>();
+  /** finishReaders() found no reader: what the stream holds is nobody's. */
+  private unwanted = false;
 
   constructor(
     private readonly source: Readable,
@@ -152,8 +169,34 @@ export class OutputStream {
    * end of stream is still owed that answer.
    */
   get drained(): boolean {
-    if (this.readers.size === 0) return this.ended_ && this.end_ === 0;
+    if (this.readers.size === 0) return this.ended_ && (this.end_ === 0 || this.unwanted);
     for (const r of this.readers.values()) if (!r.reachedEnd) return false;
+    return true;
+  }
+
+  /**
+   * Reader `name` needs nothing before `offset` (it never moves back).
+   * Acknowledging the final offset of an ended stream is the reader saying
+   * it has everything: it counts as having reached the end. Returns the
+   * first offset still held.
+   */
+  acknowledge(name: string, offset: number, subject?: string): number {
+    const r = this.reader(name);
+    r.ack(offset, subject);
+    if (this.ended_ && r.position === this.end_) r.markEnd();
+    return this.start_;
+  }
+
+  /**
+   * Every reader `which` accepts has everything: each is moved to the end
+   * and counts as having reached it. With no reader at all, nobody wants the
+   * bytes: the stream counts as drained. Only for an ended stream; false
+   * otherwise.
+   */
+  finishReaders(which: (name: string) => boolean): boolean {
+    if (!this.ended_) return false;
+    if (this.readers.size === 0) this.unwanted = true;
+    for (const r of this.readers.values()) if (which(r.name)) this.acknowledge(r.name, this.end_);
     return true;
   }
 
@@ -209,6 +252,48 @@ export class OutputStream {
         return chunk;
       }
       if (!(await this.change(options.signal))) return { offset, data: Buffer.alloc(0), eof: false };
+    }
+  }
+
+  /**
+   * Chunks of up to `max` bytes for reader `name` from `from` (acknowledged
+   * first: the reader needs nothing before it), one after another as the
+   * output arrives, the next one only once the caller asks for it (so a
+   * caller that waits holds the process back, through the window); then one
+   * chunk with no data and eof set, at the final offset. Chunks with data
+   * never have eof set. Ends without the eof chunk when `signal` aborts.
+   * The reader's place moves as `hold` says. Reaching the end counts as the
+   * reader's end (see drained) only once its place is the final offset.
+   */
+  async *follow(name: string, from: number, max: number, options: FollowOptions): AsyncGenerator<OutputChunk> {
+    this.checkOffset(from, options.subject);
+    checkMax(max);
+    const r = this.reader(name);
+    r.ack(from, options.subject);
+    let offset = from;
+    for (;;) {
+      while (offset === this.end_ && !this.ended_) {
+        if (!(await this.change(options.signal))) return;
+      }
+      // A pipe brings a busy writer's output in reads as small as its writes
+      // (4 KiB from many programs): one turn of the event loop lets the next
+      // reads in, so a chunk carries many of them and the per-chunk cost is
+      // paid once. Not when the source is paused: nothing more comes then.
+      if (!this.ended_ && !this.paused && this.end_ - offset < max) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (options.signal?.aborted) return;
+      }
+      // Held by this reader's place, unless another follower of the same name acknowledged past it.
+      this.checkOffset(offset, options.subject);
+      const chunk = this.slice(offset, max);
+      if (chunk.data.length === 0) {
+        if (r.position === this.end_) r.markEnd();
+        yield chunk;
+        return;
+      }
+      yield { offset, data: chunk.data, eof: false };
+      offset += chunk.data.length;
+      if (options.hold !== 'acknowledged' && offset - options.hold > r.position) r.ack(offset - options.hold, options.subject);
     }
   }
 

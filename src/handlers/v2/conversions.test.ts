@@ -8,7 +8,7 @@ import type { ContainerSnapshot, ProcessSnapshot } from '../../agent/core/snapsh
 import { isKind } from '../../agent/errors.testing';
 import type { ExitStatus } from '../../agent/process/exit-status';
 import {
-  argumentsOf, chunkBytesOf, containerInfoToV2, eventToV2, exitStatusToV2, initExecIdOf, processInfoToV2, readerOf,
+  argumentsOf, chunkBytesOf, containerInfoToV2, eventToV2, exitStatusToV2, initExecIdOf, isV2Reader, processInfoToV2, readerOf,
   removeTimeoutOf, stateToV2, streamFromV2,
 } from './conversions';
 
@@ -33,10 +33,14 @@ describe('v2 conventions', () => {
     assert.equal(removeTimeoutOf(300), 300);
   });
 
-  it('ReadOutput: the reader is "v2" unless named; chunks are 64 KiB unless told, at most 1 MiB', () => {
-    assert.equal(readerOf(''), 'v2');
-    assert.equal(readerOf('shim-7'), 'shim-7');
-    assert.throws(() => readerOf('v2.stream'), isKind('invalid-argument', /reserved/));
+  it('ReadOutput: the reader is "default" unless named, kept apart from other versions\' readers; chunks are 64 KiB unless told, at most 1 MiB', () => {
+    assert.equal(readerOf(''), 'v2.default');
+    assert.equal(readerOf('shim-7'), 'v2.shim-7');
+    assert.equal(readerOf('v1'), 'v2.v1', "a v2 reader named v1 is not v1's");
+    assert.ok(isV2Reader(readerOf('x')) && !isV2Reader('v1'));
+    assert.throws(() => readerOf('../x'), isKind('invalid-argument', /reader/));
+    assert.throws(() => readerOf('a'.repeat(126)), isKind('invalid-argument', /too long/));
+    assert.equal(readerOf('a'.repeat(125)).length, 128);
     assert.equal(chunkBytesOf(0), 65536);
     assert.equal(chunkBytesOf(1), 1);
     assert.equal(chunkBytesOf(4096), 4096);

@@ -1,13 +1,15 @@
 // v2's conventions and its presentation of core records. The core knows none
 // of this: an empty sandbox id is "sandbox", an empty CreateContainer exec id
 // is the container id, a RemoveContainer timeout of 0 means 10 seconds, a
-// ReadOutput reader is "v2" unless named and reads 64 KiB chunks unless told
+// ReadOutput reader is "default" unless named (kept in the core under "v2.",
+// apart from other versions' readers) and reads 64 KiB chunks unless told
 // (at most 1 MiB), and exec ids are taken as they are (no "empty = init").
 // Exit statuses, snapshots and events go out with all their parts.
 import type { ContainerState as CoreContainerState } from '../../agent/core/container';
 import type { ContainerEventState, CoreEvent, Sequenced } from '../../agent/core/events';
 import type { ContainerSnapshot, ProcessSnapshot } from '../../agent/core/snapshot';
 import { excerpt, invalidArgument } from '../../agent/errors';
+import { validateId } from '../../agent/validate';
 import type { ExitStatus as CoreExitStatus } from '../../agent/process/exit-status';
 import type { StreamState } from '../../agent/stdio/output-stream';
 import type { ContainerInfo } from '../../generated/agent/v2/ContainerInfo';
@@ -19,7 +21,7 @@ import type { WatchEventsResponse } from '../../generated/agent/v2/WatchEventsRe
 
 export const DEFAULT_SANDBOX_ID = 'sandbox';
 export const DEFAULT_REMOVE_TIMEOUT_S = 10;
-export const DEFAULT_READER = 'v2';
+export const DEFAULT_READER = 'default';
 export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 1024 * 1024;
 
@@ -29,19 +31,19 @@ export const initExecIdOf = (req: { container_id: string; exec_id: string }): st
 /** RemoveContainer's timeout in seconds (0: the default). */
 export const removeTimeoutOf = (timeoutSeconds: number): number => timeoutSeconds || DEFAULT_REMOVE_TIMEOUT_S;
 
-/**
- * The reader every ReadOutput stream reads through, whichever reader the
- * client named: the client's reader is only acknowledged (kept a little
- * behind what was sent, see stdio.ts), so this one moves with the data.
- * Reserved: a client may not name it.
- */
-export const STREAM_READER = 'v2.stream';
+/** Where v2's readers are in the core: ReleaseProcess finishes these, and no other version's. */
+const READER_PREFIX = 'v2.';
 
-/** ReadOutput's reader name (empty: "v2"); the stream's own reader is refused. */
+/** The core's reader for a v2 reader name (empty: "default"). */
 export function readerOf(reader: string): string {
-  if (reader === STREAM_READER) throw invalidArgument(`reader ${excerpt(reader)} is reserved for the agent's own use; name another`);
-  return reader || DEFAULT_READER;
+  const name = reader || DEFAULT_READER;
+  validateId('reader', name);
+  if (name.length > 128 - READER_PREFIX.length) throw invalidArgument(`reader ${excerpt(name)} is too long: at most ${128 - READER_PREFIX.length} characters`);
+  return READER_PREFIX + name;
 }
+
+/** A core reader that is v2's (see readerOf). */
+export const isV2Reader = (name: string): boolean => name.startsWith(READER_PREFIX);
 
 /** ReadOutput's chunk size: 0 is the default, anything above the maximum is the maximum. */
 export const chunkBytesOf = (maxChunkBytes: number): number =>

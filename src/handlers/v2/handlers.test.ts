@@ -156,10 +156,8 @@ describe('v2 ReadOutput over a real process', () => {
     assert.equal(stdout.waiting, 1, 'the stream sent all and waits for more');
     first.stream.cancel();
     await first.done;
-    const sent = stdout.reader('v2.stream').position;
-    const held = stdout.reader('shim').position;
-    assert.equal(sent, total);
-    assert.equal(held, total - lag, 'the client reader is held lag bytes behind');
+    const held = stdout.reader('v2.shim').position;
+    assert.equal(held, total - lag, 'the client reader is held lag bytes behind what was sent (all of it)');
     assert.equal(stdout.start, held, 'nothing after the held cursor was released');
     // A client that kept less than it was sent (its last messages were lost) resumes from what it kept, back to the held cursor.
     await assert.rejects(
@@ -175,9 +173,8 @@ describe('v2 ReadOutput over a real process', () => {
     assert.ok(data.every((b) => b === 0x7a));
     const last = rest.messages.at(-1)!;
     assert.deepEqual([last.offset, last.data.length, last.eof], [total, 0, true]);
-    assert.ok(stdout.reader('v2.stream').reachedEnd, "the stream's own reader at the end");
-    assert.equal(stdout.reader('shim').position, total - lag, "the client's still held behind, though it was sent the eof");
-    assert.equal(stdout.reader('shim').reachedEnd, false);
+    assert.equal(stdout.reader('v2.shim').position, total - lag, "the client's reader still held behind, though it was sent the eof");
+    assert.equal(stdout.reader('v2.shim').reachedEnd, false);
     // Waited for (kept: asked twice) and then released: every v2 reader at the end, the exec forgotten.
     const { status } = await call('WaitProcess', { container_id: 'r1', exec_id: 'big' });
     assert.deepEqual([status.code, status.signal], [0, 9]);
@@ -185,7 +182,7 @@ describe('v2 ReadOutput over a real process', () => {
     assert.equal(c.process('big').status?.signal, 9, 'kept until released');
     await call('ReleaseProcess', { container_id: 'r1', exec_id: 'big' });
     assert.throws(() => c.process('big'), /not found/);
-    assert.ok(stdout.reader('shim').reachedEnd);
+    assert.ok(stdout.reader('v2.shim').reachedEnd);
     assert.equal(stdout.start, total);
   });
 
@@ -204,7 +201,7 @@ describe('v2 ReadOutput over a real process', () => {
     const end = open('ReadOutput', { ...req, offset: whole.length });
     assert.equal(await end.done, null);
     assert.deepEqual(end.messages.map((m) => [m.offset, m.eof]), [[whole.length, true]]);
-    assert.ok(c.process('short').io.stdout.reader('v2').reachedEnd);
+    assert.ok(c.process('short').io.stdout.reader('v2.default').reachedEnd);
     await call('ReleaseProcess', { container_id: 'r1', exec_id: 'short' });
     assert.throws(() => c.process('short'), /not found/);
   });
@@ -223,6 +220,52 @@ describe('v2 ReadOutput over a real process', () => {
     assert.equal((await c.readOutput('v1-reads', 'stdout', 'v1', 'next', 100)).data.toString(), 'two\n');
     assert.equal((await c.readOutput('v1-reads', 'stdout', 'v1', 'next', 100)).eof, true);
     assert.throws(() => c.process('v1-reads'), /not found/, 'v1 read it to the end: forgotten');
+  });
+
+  it('acknowledged_only: nothing sent is released until AcknowledgeOutput (or a later offset) says so; the window holds the process back', async () => {
+    const total = 3 * OUTPUT_WINDOW;
+    await c.exec('acked', { args: ['sh', '-c', `head -c ${total} /dev/zero | tr '\\0' a`], cwd: '/' });
+    const req = { container_id: 'r1', exec_id: 'acked', stream: 'OUTPUT_STREAM_STDOUT', reader: 'rt', max_chunk_bytes: 4096, acknowledged_only: true };
+    const first = open('ReadOutput', { ...req, offset: 0 });
+    const stdout = c.process('acked').io.stdout;
+    const received = () => first.messages.reduce((n, m) => n + m.data.length, 0);
+    for (let i = 0; received() < OUTPUT_WINDOW && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    // Sent all the window holds, released none of it, and no more comes: the process waits in write(2).
+    assert.equal(stdout.start, 0);
+    assert.ok(stdout.retained >= OUTPUT_WINDOW && received() <= stdout.end, `${stdout.retained} held, ${received()} received`);
+    const stalled = received();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(received(), stalled, 'nothing past the window');
+    // The client acknowledges half of what it got: that much is released, and more flows.
+    const half = Math.floor(stalled / 2);
+    assert.deepEqual(await call('AcknowledgeOutput', { ...req, offset: half }), { start_offset: half });
+    for (let i = 0; received() <= stalled && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(received() > stalled);
+    first.stream.cancel();
+    await first.done;
+    // A new stream from the acknowledged offset gets every byte from there, acknowledging as it goes.
+    const rest = open('ReadOutput', { ...req, offset: half });
+    let acked = half;
+    for (let i = 0; !rest.messages.at(-1)?.eof && i < 2000; i++) {
+      const got = half + rest.messages.reduce((n, m) => n + m.data.length, 0);
+      if (got > acked) await call('AcknowledgeOutput', { ...req, offset: (acked = got) });
+      else await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(await rest.done, null);
+    const data = Buffer.concat(rest.messages.map((m) => m.data));
+    assert.equal(half + data.length, total);
+    assert.ok(data.every((b) => b === 0x61));
+    assert.equal(stdout.reader('v2.rt').reachedEnd, false, 'sent the eof, but the final offset is not acknowledged yet');
+    await call('AcknowledgeOutput', { ...req, offset: total });
+    assert.ok(stdout.reader('v2.rt').reachedEnd);
+    // Hostile acknowledgements: past the end, an unknown exec, a bad reader name.
+    await assert.rejects(call('AcknowledgeOutput', { ...req, offset: total + 1 }), (err: grpc.ServiceError) => err.code === grpc.status.OUT_OF_RANGE);
+    await assert.rejects(call('AcknowledgeOutput', { ...req, exec_id: 'nope', offset: 0 }), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+    await assert.rejects(call('AcknowledgeOutput', { ...req, reader: '../x', offset: 0 }), (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT);
+    await call('WaitProcess', { container_id: 'r1', exec_id: 'acked' });
+    await call('ReleaseProcess', { container_id: 'r1', exec_id: 'acked' });
+    assert.throws(() => c.process('acked'), /not found/);
   });
 
   it('a stream waiting at the end of a live process ends when the client cancels, and holds nothing back', async () => {

@@ -1,7 +1,6 @@
 // The v2 handler set: thin translators between agent.v2 messages and the
 // core, one file per RPC group. v2's conventions live in conversions.ts,
-// request ids in requests.ts, the readers v2 reads output through in
-// readers.ts. `satisfies AgentV2Handlers` makes a missing RPC a compile
+// request ids in requests.ts. `satisfies AgentV2Handlers` makes a missing RPC a compile
 // error. Serve it behind an RpcBoundary with statusDetails, so every failure
 // carries its machine-readable reason (the proto's contract).
 import type { AgentCore } from '../../agent/core';
@@ -12,17 +11,15 @@ import { eventHandlers } from './events';
 import { guestHandlers } from './guest';
 import { networkHandlers } from './network';
 import { processHandlers } from './processes';
-import { V2Readers } from './readers';
 import { sandboxHandlers } from './sandbox';
 import { stdioHandlers } from './stdio';
 
 export function v2Handlers(core: AgentCore, rpc: RpcBoundary): AgentV2Handlers {
-  const readers = new V2Readers();
   return {
     ...sandboxHandlers(core, rpc),
     ...containerHandlers(core, rpc),
-    ...processHandlers(core, rpc, readers),
-    ...stdioHandlers(core, rpc, readers),
+    ...processHandlers(core, rpc),
+    ...stdioHandlers(core, rpc),
     ...eventHandlers(core, rpc),
     ...networkHandlers(core, rpc),
     ...guestHandlers(core, rpc),

@@ -6,11 +6,10 @@ import { snapshotProcess } from '../../agent/core/snapshot';
 import type { RpcBoundary } from '../../agent/server/rpc';
 import type { AgentV2Handlers } from '../../protocol';
 import { parseJsonField } from '../json';
-import { exitStatusToV2, processInfoToV2 } from './conversions';
-import type { V2Readers } from './readers';
+import { exitStatusToV2, isV2Reader, processInfoToV2 } from './conversions';
 import { mutatingCalls } from './requests';
 
-export function processHandlers(core: AgentCore, rpc: RpcBoundary, readers: V2Readers) {
+export function processHandlers(core: AgentCore, rpc: RpcBoundary) {
   const { sandbox } = core;
   const once = mutatingCalls(core, rpc);
   return {
@@ -26,11 +25,13 @@ export function processHandlers(core: AgentCore, rpc: RpcBoundary, readers: V2Re
       const status = await sandbox.container(req.container_id).exitOf(req.exec_id, ctx.signal);
       return { status: exitStatusToV2(status) };
     }),
-    ReleaseProcess: once('ReleaseProcess', async (req, ctx) => {
+    // The client has what it wanted: the status, and the output for every v2 reader (v1's reads on).
+    ReleaseProcess: once('ReleaseProcess', (req) => {
       const container = sandbox.container(req.container_id);
       const proc = container.process(req.exec_id);
+      // Readers first: acknowledging may forget the process.
+      container.finishReaders(req.exec_id, isV2Reader);
       proc.acknowledge();
-      await readers.finish(container, proc, ctx.signal, ctx.log);
       return {};
     }),
   } satisfies Pick<AgentV2Handlers, 'ExecProcess' | 'SignalProcess' | 'WaitProcess' | 'ReleaseProcess'>;
