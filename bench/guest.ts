@@ -100,7 +100,7 @@ async function measureStdoutInGuest(addr: string): Promise<void> {
         await client.startContainer({ containerId: 'stdout-box' });
       }
       for (let run = 0; run < runs; run++) {
-        for (const m of MODES.filter((x) => x.protocol === protocol)) results.get(m.name)!.push(await measureStdout(client, 'stdout-box', bytes, m.chunkBytes));
+        for (const m of MODES.filter((x) => x.protocol === protocol)) results.get(m.name)!.push(await measureStdout(client, 'stdout-box', bytes, m.chunkBytes, m.acknowledge));
       }
       const details = () => (protocol === 'v1' ? client.v1('GetGuestDetails', { mem_block_size: false, mem_hotplug_probe: false }) : client.v2('GetGuestDetails', { mem_block_size: false, mem_hotplug_probe: false }));
       const r = await measureUnary(details, 200, 20);

@@ -102,8 +102,13 @@ const V2_MUTATING: ReadonlySet<string> = new Set(
     .filter(([, def]) => (def.requestType.type.field ?? []).some((f) => f.name === 'request_id'))
     .map(([name]) => name),
 );
-/** AcknowledgeOutput calls one stream may have unanswered: beyond that the agent is not reading them any faster. */
-const MAX_ACKS_IN_FLIGHT = 4;
+/**
+ * AcknowledgeOutput calls one stream may have unanswered. Their answers
+ * queue behind the output on the connection, so waiting for them would tie
+ * the stream's pace to that queue: the bound is only against a pile-up when
+ * the agent stops answering (at a quarter window apart, 64 cover 16 windows).
+ */
+const MAX_ACKS_IN_FLIGHT = 64;
 
 const V2_STREAMS: ReadonlySet<string> = new Set(['ReadOutput', 'WatchEvents']);
 
