@@ -16,7 +16,7 @@ import { test } from 'node:test';
 const REPO = path.resolve(__dirname, '..');
 const SRC = path.join(REPO, 'src');
 
-const CORE_SIDE = ['core', 'process', 'stdio', 'oci', 'storage', 'network', 'guest', 'pid1', 'policy'].map((d) => `src/agent/${d}/`);
+const CORE_SIDE = ['core', 'process', 'stdio', 'oci', 'storage', 'network', 'guest', 'pid1', 'policy', 'state'].map((d) => `src/agent/${d}/`);
 
 interface Import {
   file: string;

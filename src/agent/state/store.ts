@@ -1,0 +1,85 @@
+// Where the state lives: DIR/state.json, replaced atomically (written to a
+// temporary file, fsync'd, renamed over the old one, the directory fsync'd),
+// so a crash or a power cut leaves the old document or the new one, never a
+// torn one. Saves are queued one at a time and coalesced: a save asked for
+// while one is being written is folded into the next, so a burst of changes
+// costs two writes, and an RPC never waits for the disk (flush() does).
+import fs from 'node:fs';
+import path from 'node:path';
+import { STATE_FORMAT, type AgentState } from './document';
+import { decodeState, encodeState, type Decoded } from './codec';
+
+export const STATE_FILE = 'state.json';
+
+export class StateStore {
+  readonly file: string;
+  private writing: Promise<void> | null = null;
+  private next: (() => AgentState) | null = null;
+  /** Documents written, for tests and the bench. */
+  writes = 0;
+
+  constructor(
+    readonly dir: string,
+    private readonly format = STATE_FORMAT,
+  ) {
+    this.file = path.join(dir, STATE_FILE);
+  }
+
+  /** The saved state, or null when there is none. A StateError for one this agent cannot use. */
+  read(): Decoded | null {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    return decodeState(text, this.file);
+  }
+
+  /** Saves what `capture` returns when the write happens (the latest state, not the state at the call). */
+  save(capture: () => AgentState): void {
+    this.next = capture;
+    if (!this.writing) this.writing = this.drain();
+  }
+
+  /** Resolves once everything asked for so far is on disk; rejects with the write's error. */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  /** Writes `state` now, atomically; for the final save before an exec in place. */
+  writeNow(state: AgentState): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.tmp-${process.pid}`;
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, encodeState(state, this.format));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.file);
+    const dirFd = fs.openSync(this.dir, 'r');
+    try {
+      fs.fsyncSync(dirFd);
+    } finally {
+      fs.closeSync(dirFd);
+    }
+    this.writes++;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.next) {
+        const capture = this.next;
+        this.next = null;
+        // One turn first: changes made in the same burst land in this write.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.writeNow(capture());
+      }
+    } finally {
+      this.writing = null;
+    }
+  }
+}
