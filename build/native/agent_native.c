@@ -188,6 +188,55 @@ static napi_value clear_cloexec(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// A JS array of strings as a NULL-terminated malloc'd vector (caller frees
+// with free_strv); NULL with a pending exception otherwise.
+static void free_strv(char **v) {
+  if (!v) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
+
+static char **get_strv(napi_env env, napi_value v, const char *what) {
+  bool is_array = false;
+  uint32_t n = 0;
+  if (napi_is_array(env, v, &is_array) != napi_ok || !is_array || napi_get_array_length(env, v, &n) != napi_ok || n > 65536) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s must be an array of at most 65536 strings", what);
+    napi_throw_type_error(env, NULL, msg);
+    return NULL;
+  }
+  char **out = calloc((size_t)n + 1, sizeof *out);
+  if (!out) return (napi_throw_error(env, NULL, "out of memory"), NULL);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    if (napi_get_element(env, v, i, &item) != napi_ok || !(out[i] = get_str(env, item, what))) {
+      free_strv(out);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+// execve(2): replaces this process's image, keeping its pid, children and
+// every fd without FD_CLOEXEC. Returns only when the exec failed (the
+// process goes on as it was): then it throws, with errno.
+static napi_value do_execve(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return napi_failed(env);
+  char *path = get_str(env, argv[0], "path");
+  char **args = path ? get_strv(env, argv[1], "argv") : NULL;
+  char **envp = args ? get_strv(env, argv[2], "env") : NULL;
+  if (envp) {
+    execve(path, args, envp);
+    int err = errno;
+    throw_errno(env, err, "execve", "%s", path);
+  }
+  free_strv(envp);
+  free_strv(args);
+  free(path);
+  return NULL;
+}
+
 static napi_value do_mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int64_t flags;
@@ -502,7 +551,7 @@ NAPI_MODULE_INIT() {
     FN("clockSettime", clock_settime_realtime),
     FN("vsockListen", vsock_listen), FN("vsockConnect", vsock_connect),
     FN("unixListen", unix_listen), FN("unixConnect", unix_connect),
-    FN("dupFd", dup_fd), FN("closeFd", close_fd),
+    FN("dupFd", dup_fd), FN("closeFd", close_fd), FN("execve", do_execve),
 #undef FN
   };
   CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

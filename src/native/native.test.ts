@@ -293,3 +293,36 @@ test('clockSettime reports EPERM without CAP_SYS_TIME (child in a user namespace
   assert.equal(r.syscall, 'clock_settime');
   assert.match(r.message!, /^clock_settime CLOCK_REALTIME \d+\.\d{9}: /);
 });
+
+test('execve keeps the pid, the children and the fds whose FD_CLOEXEC is cleared; a failed exec throws and the process goes on', () => {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'execve-'));
+  const out = path.join(dir, 'out');
+  const script = `
+    const fs = require('node:fs');
+    const { spawn } = require('node:child_process');
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    // A failed exec: an error with errno, and this process still runs.
+    let failed;
+    try { native.execve('/no/such/binary', ['x'], []); } catch (e) { failed = { code: e.code, syscall: e.syscall }; }
+    const kept = fs.openSync(${JSON.stringify(out)}, 'w');
+    const dropped = fs.openSync('/dev/null', 'r');
+    native.clearCloexec(kept);
+    fs.writeSync(kept, JSON.stringify({ pid: process.pid, child: child.pid, failed, kept, dropped }) + '\\n');
+    // The new image: a shell that writes, through the inherited fd, its pid, whether the fds are open, and its children.
+    const to = ' >>/proc/$$/fd/' + kept;
+    native.execve('/bin/sh', ['sh', '-c', 'echo "$$ $(ls /proc/$$/fd | tr "\\\\n" " ")"' + to + '; echo "$(cat /proc/$$/task/$$/children)"' + to + '; kill ' + child.pid], ['PATH=/usr/bin:/bin']);
+    return 'not reached';`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `const { native } = require(${JSON.stringify(NATIVE_TS)});\n${script.replace('return \'not reached\';', "console.log('not reached');")}`], { cwd: REPO, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `${r.stderr}${r.stdout}${fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : ''}`);
+  assert.ok(!r.stdout.includes('not reached'), 'execve returned');
+  const [first, fds, children] = fs.readFileSync(out, 'utf8').trim().split('\n');
+  const before = JSON.parse(first!) as { pid: number; child: number; failed: unknown; kept: number; dropped: number };
+  assert.deepEqual(before.failed, { code: 'ENOENT', syscall: 'execve' });
+  const [pid, ...open] = fds!.trim().split(/\s+/).map(Number);
+  assert.equal(pid, before.pid, 'the same pid after the exec');
+  assert.ok(open.includes(before.kept), `fd ${before.kept} (FD_CLOEXEC cleared) crossed the exec: ${open}`);
+  assert.ok(!open.includes(before.dropped), `fd ${before.dropped} (close-on-exec) was closed: ${open}`);
+  assert.ok(children!.split(/\s+/).map(Number).includes(before.child), 'the child is still ours');
+  assert.throws(() => native.execve('/bin/true', ['true'], [1 as unknown as string]), /env must be a string/);
+  assert.throws(() => native.execve('/bin/true', 'true' as unknown as string[], []), /argv must be an array/);
+});

@@ -99,6 +99,14 @@ export interface NativeAddon {
   dupFd(fd: number): number;
   /** close(2) an fd this process owns and no Node handle wraps. */
   closeFd(fd: number): void;
+  /**
+   * execve(2): this process becomes `path` with `argv` and `env` ("KEY=value"
+   * strings), keeping its pid, its children and every fd whose FD_CLOEXEC is
+   * cleared. Never returns when it works; when it fails it throws (errno:
+   * ENOENT, EACCES, ENOEXEC...) and the process goes on as it was. No 'exit'
+   * handler runs: flush what must be written first.
+   */
+  execve(path: string, argv: readonly string[], env: readonly string[]): never;
   readonly constants: NativeConstants;
 }
 
@@ -143,5 +151,6 @@ export const native: NativeAddon = {
   unixConnect: (p) => load().unixConnect(p),
   dupFd: (fd) => load().dupFd(fd),
   closeFd: (fd) => load().closeFd(fd),
+  execve: (p, argv, env) => load().execve(p, argv, env),
   constants,
 };
