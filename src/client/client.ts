@@ -180,9 +180,10 @@ export interface ReadOutputOptions extends ProcessRef {
   /**
    * v2: acknowledge what the caller has taken, so that the agent releases
    * nothing before (ReadOutput's acknowledged_only), and a client that dies
-   * with chunks in its buffers loses none of them. Default true where the
-   * agent has "feature:output-acknowledgement"; false trades that for a little
-   * throughput (the agent then keeps only the last 256 KiB it sent).
+   * with chunks in its buffers loses none of them (the last 256 KiB taken
+   * stay unacknowledged, so reading again from a recent offset works). Default
+   * true where the agent has "feature:output-acknowledgement"; false trades
+   * that for throughput (the agent then keeps only the last 256 KiB it sent).
    */
   acknowledge?: boolean;
 }
@@ -703,7 +704,7 @@ export class AgentClient {
           } finally {
             // Counted once the caller has taken the chunk: a record saved meanwhile asks for it again.
             track(end);
-            ack?.(end, msg.eof);
+            ack?.(end);
           }
           if (msg.eof) return;
         }
@@ -720,23 +721,28 @@ export class AgentClient {
 
   /**
    * For an agent that keeps output until acknowledged (ReadOutput's
-   * acknowledged_only): acknowledges what the caller has taken, every
-   * quarter of the agent's output window (the most it sends past the
-   * acknowledged offset) and at the end, a few AcknowledgeOutput calls at a
-   * time, never waited for. Null for an agent without the feature (it keeps the last bytes it
-   * sent instead). A failed acknowledgement costs nothing but a later one:
-   * the next ReadOutput's offset acknowledges too.
+   * acknowledged_only): acknowledges what the caller has taken but the last
+   * quarter of the agent's output window (at most 256 KiB, what an agent
+   * without acknowledgements keeps behind what it sent: reading again from a
+   * recent offset works the same with both), in steps of a quarter window, a
+   * few AcknowledgeOutput calls at a time, never waited for. The tail is
+   * released with the process (ReleaseProcess). Null for an agent without
+   * the feature. A failed acknowledgement costs nothing but a later one: the
+   * next ReadOutput's offset acknowledges too.
    */
   private outputAcknowledger(containerId: string, execId: string, stream: 'stdout' | 'stderr', reader: string, from: number) {
     if (!this.agent.capabilities.includes('feature:output-acknowledgement')) return null;
-    const every = Math.max(1, Math.floor((Number(this.agent.limits?.output_buffer_bytes) || 1024 * 1024) / 4));
+    const window = Number(this.agent.limits?.output_buffer_bytes) || 1024 * 1024;
+    const every = Math.max(1, Math.floor(window / 4));
+    const tail = Math.min(256 * 1024, Math.floor(window / 4));
     /** The last offset an acknowledgement was sent for. */
     let sent = from;
     let inFlight = 0;
-    return (offset: number, final: boolean) => {
+    return (taken: number) => {
+      const offset = taken - tail;
       // Not waiting for answers: an answer queues behind the output on the
       // connection, and the agent acts on the request when it arrives.
-      if (offset <= sent || (!final && (offset - sent < every || inFlight >= MAX_ACKS_IN_FLIGHT))) return;
+      if (offset - sent < every || inFlight >= MAX_ACKS_IN_FLIGHT) return;
       sent = offset;
       inFlight++;
       this.v2('AcknowledgeOutput', { container_id: containerId, exec_id: execId, stream: wireStream(stream), reader, offset }, { retry: false })

@@ -256,9 +256,8 @@ describe('v2 ReadOutput over a real process', () => {
     const data = Buffer.concat(rest.messages.map((m) => m.data));
     assert.equal(half + data.length, total);
     assert.ok(data.every((b) => b === 0x61));
-    assert.equal(stdout.reader('v2.rt').reachedEnd, false, 'sent the eof, but the final offset is not acknowledged yet');
     await call('AcknowledgeOutput', { ...req, offset: total });
-    assert.ok(stdout.reader('v2.rt').reachedEnd);
+    assert.ok(stdout.reader('v2.rt').reachedEnd, 'the final offset of the ended stream acknowledged: the reader has it all');
     // Hostile acknowledgements: past the end, an unknown exec, a bad reader name.
     await assert.rejects(call('AcknowledgeOutput', { ...req, offset: total + 1 }), (err: grpc.ServiceError) => err.code === grpc.status.OUT_OF_RANGE);
     await assert.rejects(call('AcknowledgeOutput', { ...req, exec_id: 'nope', offset: 0 }), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
