@@ -28,9 +28,10 @@ export interface AgentConfig {
   logVport: number;
   policy: string;
   guestHooksDir: string;
+  saveState: boolean;
 }
 
-type Kind = 'string' | 'path' | 'int' | 'list' | 'addresses' | 'modules' | 'level';
+type Kind = 'string' | 'path' | 'int' | 'bool' | 'list' | 'addresses' | 'modules' | 'level';
 
 interface OptionSpec {
   key: keyof AgentConfig;
@@ -90,6 +91,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'the agent policy file (JSON: which RPCs and container features are allowed); the default is used only where it exists' },
   { key: 'guestHooksDir', name: 'guest_hooks_dir', kind: 'path', default: '/etc/agent/hooks',
     help: 'the image\'s OCI hooks: executables in DIR/<stage>/ (prestart, createRuntime, poststart, ...) run for every container; spec hooks are refused' },
+  { key: 'saveState', name: 'save_state', kind: 'bool', default: true,
+    help: 'keep the agent\'s state in STATE_DIR/state.json, replaced after every change (what an in-place upgrade takes over; false only to measure what saving costs)' },
   { key: 'cmdlinePath', name: 'cmdline_path', kind: 'path', default: '/proc/cmdline',
     help: 'kernel command line to read agent.* options from' },
 ];
@@ -175,6 +178,12 @@ function parseValue(spec: OptionSpec, raw: string, source: string): AgentConfig[
       const max = spec.max ?? Number.MAX_SAFE_INTEGER;
       if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(`is not a whole number from ${min} to ${max}`);
       return n;
+    }
+    case 'bool': {
+      const v = raw.toLowerCase();
+      if (['true', '1', 'on', 'yes'].includes(v)) return true;
+      if (['false', '0', 'off', 'no'].includes(v)) return false;
+      throw bad('is not true or false');
     }
     case 'level': {
       const level = LEVEL_ALIASES[raw.toLowerCase()] ?? raw.toLowerCase();

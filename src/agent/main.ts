@@ -7,11 +7,12 @@
 // agent serves on whatever it could open.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, helpText, loadConfig, type ParsedArgs } from './config';
+import { ConfigError, helpText, loadConfig, type ParsedArgs, type AgentConfig } from './config';
 import type { AgentCore } from './core';
 import { EventBus } from './core/events';
 import { RequestLedger } from './core/requests';
 import { Sandbox } from './core/sandbox';
+import { StateKeeper } from './state/keeper';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
@@ -106,7 +107,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     config,
     sandbox,
     events,
-    requests: new RequestLedger(),
+    requests: new RequestLedger({ onSettled: () => keeper?.changed() }),
     network,
     callMetrics,
     policy,
@@ -116,6 +117,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),
   };
   core.guest.start();
+  const keeper = openStateKeeper(config, core, log);
 
   const agentServer = createServer(core, callMetrics, log);
   // The configuration has validated every address.
@@ -165,6 +167,19 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 /** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
+/** The state keeper (state/keeper.ts), unless --save-state false; as PID 1 a state dir it cannot use costs the saves, not the agent. */
+function openStateKeeper(config: AgentConfig, core: AgentCore, log: Logger): StateKeeper | null {
+  const dir = config.stateDir;
+  try {
+    StateKeeper.setAsideStale(dir, log.child({ module: 'state' }));
+    if (!config.saveState) return null;
+    return StateKeeper.open(dir, { sandbox: core.sandbox, requests: core.requests, events: core.events, agentVersion: AGENT_VERSION }, log.child({ module: 'state' }));
+  } catch (err) {
+    log.error({ err, dir }, 'cannot keep the agent state: it is not saved, and an in-place upgrade could not take over');
+    return null;
+  }
+}
+
 function reportConfig(parsed: ParsedArgs, log: Logger): void {
   for (const p of parsed.problems) {
     log.warn({ source: p.source, value: p.value, used: p.used, problem: p.problem }, 'configuration value refused; the option keeps the value shown as used');

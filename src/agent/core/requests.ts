@@ -15,6 +15,16 @@ interface Entry {
   digest: string;
   /** The first call's outcome; a retry during the call waits for it. */
   result: Promise<unknown>;
+  /** The outcome once it succeeded (what a saved state keeps). */
+  value?: { result: unknown };
+  at: number;
+}
+
+/** A request id whose first call succeeded, as plain data. */
+export interface SettledRequest {
+  requestId: string;
+  digest: string;
+  result: unknown;
   at: number;
 }
 
@@ -22,6 +32,8 @@ export interface RequestLedgerOptions {
   capacity?: number;
   ttlMs?: number;
   now?: () => number;
+  /** Called once a first call succeeded (the saved state keeps its result). */
+  onSettled?: () => void;
 }
 
 /** What a request id may be: printable, bounded. */
@@ -32,8 +44,10 @@ export class RequestLedger {
   private readonly capacity: number;
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly onSettled: () => void;
 
   constructor(options: RequestLedgerOptions = {}) {
+    this.onSettled = options.onSettled ?? (() => {});
     this.capacity = options.capacity ?? 4096;
     this.ttlMs = options.ttlMs ?? 10 * 60_000;
     this.now = options.now ?? Date.now;
@@ -66,12 +80,23 @@ export class RequestLedger {
       return known.result as Promise<T>;
     }
     const result = act();
-    this.entries.set(requestId, { digest, result, at: this.now() });
+    const entry: Entry = { digest, result, at: this.now() };
+    this.entries.set(requestId, entry);
+    result.then((value) => {
+      entry.value = { result: value };
+      this.onSettled();
+    }, () => {});
     while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
     result.catch(() => {
       if (this.entries.get(requestId)?.result === result) this.entries.delete(requestId);
     });
     return result;
+  }
+
+  /** The ids whose first call succeeded, oldest first (calls still running, or failed, are not kept). */
+  settled(): SettledRequest[] {
+    this.expire();
+    return [...this.entries].flatMap(([requestId, e]) => (e.value ? [{ requestId, digest: e.digest, result: e.value.result, at: e.at }] : []));
   }
 
   private expire(): void {

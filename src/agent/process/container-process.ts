@@ -2,11 +2,14 @@
 import { failedPrecondition } from '../errors';
 import type { ExitStatus, ProcessExit } from './exit-status';
 import type { ProcessIO } from './process-io';
+import { processStartTime } from './reaper';
 
 export class ContainerProcess {
   pid: number | null = null;
   /** Milliseconds since the epoch when the runtime was asked to start the process; null before it started. */
   startedAt: number | null = null;
+  /** The process's start time in clock ticks after boot (processStartTime): with the pid, names it for the whole uptime. */
+  startTicks: number | null = null;
   /** The exit status record, once the process was reaped and its record made. */
   status: ExitStatus | null = null;
   /**
@@ -38,6 +41,7 @@ export class ContainerProcess {
   running(pid: number, startedAt: number, exit: Promise<ProcessExit>, record: (exit: ProcessExit) => ExitStatus | Promise<ExitStatus>): void {
     this.pid = pid;
     this.startedAt = startedAt;
+    this.startTicks = processStartTime(pid);
     this.exitedPromise = exit
       .then((e) => {
         // At once, in the reaper's turn: from here the pid may be recycled.

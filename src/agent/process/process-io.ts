@@ -92,6 +92,21 @@ export class ProcessIO {
     this.stderr = new OutputStream(child.stderr as Readable, this.bufferLimit, 'stderr');
   }
 
+  /**
+   * The descriptors the agent holds for the process's stdio (the agent-side
+   * ends of its pipes, or the pty master), for a handover across an exec in
+   * place; null where there is none (closed, or not yet attached).
+   */
+  descriptors(): { stdin: number | null; stdout: number | null; stderr: number | null; pty: number | null } {
+    if (this.pty) return { stdin: null, stdout: null, stderr: null, pty: this.pty.masterFd };
+    const fdOf = (stream: unknown) => {
+      const fd = (stream as { _handle?: { fd?: number } } | null | undefined)?._handle?.fd;
+      return typeof fd === 'number' && fd >= 0 ? fd : null;
+    };
+    const source = (out: OutputStream | undefined) => (out ? fdOf(out.sourceStream) : null);
+    return { stdin: fdOf(this.stdin), stdout: source(this.stdout), stderr: source(this.stderr), pty: null };
+  }
+
   /** Bytes of stdin accepted so far: the offset the next write starts at. */
   get written(): number {
     return this.written_;

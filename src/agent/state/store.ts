@@ -48,10 +48,10 @@ export class StateStore {
     while (this.writing) await this.writing;
   }
 
-  /** Writes `state` now, atomically; for the final save before an exec in place. */
+  /** Writes `state` now, atomically, blocking: for the final save before an exec in place, when nothing else may run. */
   writeNow(state: AgentState): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${process.pid}`;
+    const tmp = this.temporary();
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
       fs.writeSync(fd, encodeState(state, this.format));
@@ -69,6 +69,31 @@ export class StateStore {
     this.writes++;
   }
 
+  /** writeNow off the event loop: the agent answers calls while the disk works. */
+  private async write(state: AgentState): Promise<void> {
+    await fs.promises.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = this.temporary();
+    const file = await fs.promises.open(tmp, 'w', 0o600);
+    try {
+      await file.writeFile(encodeState(state, this.format));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await fs.promises.rename(tmp, this.file);
+    const dir = await fs.promises.open(this.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    this.writes++;
+  }
+
+  private temporary(): string {
+    return `${this.file}.tmp-${process.pid}`;
+  }
+
   private async drain(): Promise<void> {
     try {
       while (this.next) {
@@ -76,7 +101,7 @@ export class StateStore {
         this.next = null;
         // One turn first: changes made in the same burst land in this write.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        this.writeNow(capture());
+        await this.write(capture());
       }
     } finally {
       this.writing = null;

@@ -162,6 +162,21 @@ export class OutputStream {
     return { start: this.start_, end: this.end_, ended: this.ended_ };
   }
 
+  /** Each registered reader's place. */
+  readerPlaces(): Record<string, number> {
+    return Object.fromEntries([...this.readers.values()].map((r) => [r.name, r.position]));
+  }
+
+  /** The bytes held, [start, end): what must be saved for a new agent image to serve them. */
+  held(): Buffer {
+    return this.retained === 0 ? Buffer.alloc(0) : this.slice(this.start_, this.retained).data;
+  }
+
+  /** @internal Where the bytes come from (its descriptor is handed over across an exec in place). */
+  get sourceStream(): Readable {
+    return this.source;
+  }
+
   /**
    * Nothing more for anyone: every registered reader has reached the end
    * (see OutputReader.reachedEnd), or no reader ever registered and the stream
