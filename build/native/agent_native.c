@@ -237,6 +237,18 @@ static napi_value do_execve(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value set_cloexec(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t fd;
+  if (!get_args(env, info, 1, argv)) return napi_failed(env);
+  if (!get_int(env, argv[0], "fd", 0, INT32_MAX, &fd)) return NULL;
+  int flags = fcntl((int)fd, F_GETFD);
+  if (flags < 0) return throw_errno(env, errno, "fcntl", "%d F_GETFD", (int)fd);
+  if (fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+    return throw_errno(env, errno, "fcntl", "%d F_SETFD", (int)fd);
+  return NULL;
+}
+
 static napi_value do_mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int64_t flags;
@@ -544,7 +556,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor fns[] = {
 #define FN(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("setChildSubreaper", set_child_subreaper), FN("isChildSubreaper", is_child_subreaper),
-    FN("waitpid", do_waitpid), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec),
+    FN("waitpid", do_waitpid), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
     FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname),
     FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module),
     FN("getpid", do_getpid), FN("getppid", do_getppid),

@@ -63,6 +63,8 @@ export interface NativeAddon {
   getCloexec(fd: number): boolean;
   /** Let fd survive execve. */
   clearCloexec(fd: number): void;
+  /** Close fd at the next execve again (an fd adopted across one). */
+  setCloexec(fd: number): void;
   /** mount(2). Empty source/data become NULL; fstype is NULL if empty or for bind/remount/move/propagation. */
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   /** umount2(2). */
@@ -136,6 +138,7 @@ export const native: NativeAddon = {
   waitpid: (pid) => load().waitpid(pid),
   getCloexec: (fd) => load().getCloexec(fd),
   clearCloexec: (fd) => load().clearCloexec(fd),
+  setCloexec: (fd) => load().setCloexec(fd),
   mount: (source, target, fstype, flags, data) => load().mount(source, target, fstype, flags, data),
   umount: (target, flags) => load().umount(target, flags),
   sethostname: (name) => load().sethostname(name),
