@@ -3,7 +3,7 @@
 // and one with --save-state false, interleaved. Per agent: a container with
 // N idle execs (so each save captures a realistic document), then timed
 // rounds of exec + wait + release of `true` and of unary v2 SignalProcess
-// (signal 0, with a request id: a mutating call that changes nothing else),
+// (SIGCONT to a running sleep, with a request id: a mutating call that changes nothing else),
 // and the state file's size. Prints a table; asserts nothing.
 //   npm run bench:state          (builds first)
 //   node --import tsx bench/state.ts [--execs N] [--rounds N] [--calls N]
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
       for (const s of sides) {
         for (let i = 0; i < 10; i++) await cycle(s);
         let k = 0;
-        s.unary.push(await measureUnary(() => s.client.v2('SignalProcess', { container_id: 'st', exec_id: 'idle-0', signal: 0, request_id: `sig-${r}-${k++}` }), calls, 20));
+        s.unary.push(await measureUnary(() => s.client.v2('SignalProcess', { container_id: 'st', exec_id: 'idle-0', signal: 18, request_id: `sig-${r}-${k++}` }), calls, 20));
       }
     }
     const rows = [['agent', 'exec+wait+release p50 ms', 'p99 ms', 'SignalProcess p50 ms', 'p99 ms', 'state file', 'notes']];

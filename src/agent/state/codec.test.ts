@@ -31,7 +31,7 @@ const sample = (): AgentState => ({
 describe('state codec', () => {
   it('round-trips every field, and writes format and min_reader_format first', () => {
     const text = encodeState(sample());
-    assert.match(text, /^\{\n "format": 1,\n "min_reader_format": 1,/);
+    assert.match(text, /^\{"format":1,"min_reader_format":1,/);
     const back = decodeState(text, 'test');
     assert.deepEqual(back.state, sample());
     assert.equal(back.format, STATE_FORMAT);

@@ -38,7 +38,7 @@ export function encodeState(state: AgentState, format = STATE_FORMAT): string {
     requests: state.requests.map((r) => ({ request_id: r.requestId, digest: r.digest, result: r.result, at_ms: r.at })),
     last_event_seq: state.lastEventSeq,
   };
-  return `${JSON.stringify(doc, null, 1)}\n`;
+  return `${JSON.stringify(doc)}\n`;
 }
 
 function encodeProcess(p: ProcessRecord) {

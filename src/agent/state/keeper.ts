@@ -1,7 +1,9 @@
 // Keeps STATE_DIR/state.json up to date while the agent runs: a save after
 // every event of the core (process starts and exits, container states, OOM
 // kills: what changes containers and processes) and every request id whose
-// call succeeded, coalesced by the store, written off the event loop. A
+// call succeeded, coalesced by the store (at most one write per
+// SAVE_INTERVAL_MS), written off the event loop. The handover before an exec
+// in place writes the final state itself, so this one may lag a little. A
 // failed write is logged and retried with the next change: saving never
 // fails a call.
 import fs from 'node:fs';
@@ -9,6 +11,9 @@ import type { Logger } from '../log';
 import { captureState, type StateSources } from './capture';
 import { StateError } from './codec';
 import { StateStore } from './store';
+
+/** The most the saved state lags behind the agent's (a crash loses at most this much); bench/state.ts shows the cost. */
+export const SAVE_INTERVAL_MS = 200;
 
 export class StateKeeper {
   private unsubscribe: (() => void) | null = null;
@@ -22,7 +27,7 @@ export class StateKeeper {
 
   /** A keeper of the state in `dir` (after setAsideStale), started. */
   static open(dir: string, sources: StateSources, log: Logger): StateKeeper {
-    const keeper = new StateKeeper(new StateStore(dir), sources, log);
+    const keeper = new StateKeeper(new StateStore(dir, { minIntervalMs: SAVE_INTERVAL_MS }), sources, log);
     keeper.start();
     return keeper;
   }

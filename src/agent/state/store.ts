@@ -2,8 +2,9 @@
 // temporary file, fsync'd, renamed over the old one, the directory fsync'd),
 // so a crash or a power cut leaves the old document or the new one, never a
 // torn one. Saves are queued one at a time and coalesced: a save asked for
-// while one is being written is folded into the next, so a burst of changes
-// costs two writes, and an RPC never waits for the disk (flush() does).
+// while one is being written, or within `minIntervalMs` of the last one, is
+// folded into the next, so a burst of changes costs two writes whatever the
+// call rate, and an RPC never waits for the disk (flush() does).
 import fs from 'node:fs';
 import path from 'node:path';
 import { STATE_FORMAT, type AgentState } from './document';
@@ -18,11 +19,17 @@ export class StateStore {
   /** Documents written, for tests and the bench. */
   writes = 0;
 
+  private lastWrite = 0;
+
   constructor(
     readonly dir: string,
-    private readonly format = STATE_FORMAT,
+    private readonly options: { format?: number; minIntervalMs?: number } = {},
   ) {
     this.file = path.join(dir, STATE_FILE);
+  }
+
+  private get format(): number {
+    return this.options.format ?? STATE_FORMAT;
   }
 
   /** The saved state, or null when there is none. A StateError for one this agent cannot use. */
@@ -99,8 +106,10 @@ export class StateStore {
       while (this.next) {
         const capture = this.next;
         this.next = null;
-        // One turn first: changes made in the same burst land in this write.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        // One turn first (and the rest of the interval): changes made meanwhile land in this write.
+        const wait = this.lastWrite + (this.options.minIntervalMs ?? 0) - Date.now();
+        await new Promise<void>((resolve) => (wait > 0 ? setTimeout(resolve, wait) : setImmediate(resolve)));
+        this.lastWrite = Date.now();
         await this.write(capture());
       }
     } finally {
