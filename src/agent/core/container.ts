@@ -17,6 +17,28 @@ import type { ContainerEventState, EventBus } from './events';
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'stopped';
 
+/** A process as Container.restore takes it. */
+export interface RestoredProcess {
+  execId: string;
+  pid: number | null;
+  startedAt: number | null;
+  startTicks: number | null;
+  status: ExitStatus | null;
+  collected: boolean;
+  /** The cgroup's OOM kill count when it started, if known (null: an OOM kill cannot be told). */
+  oomKillsAtStart: number | null;
+}
+
+/** A container as Container.restore takes it. */
+export interface RestoredContainer {
+  id: string;
+  bundle: string;
+  state: ContainerState;
+  createdAt: number;
+  init: RestoredProcess;
+  execs: RestoredProcess[];
+}
+
 export interface ContainerDeps {
   runtime: ContainerRuntime;
   reaper: Reaper;
@@ -39,7 +61,7 @@ export interface OomKillCounts {
 export class Container {
   state: ContainerState = 'created';
   /** Milliseconds since the epoch when the container was made (before the runtime's create). */
-  readonly createdAt = Date.now();
+  readonly createdAt: number;
   readonly init: ContainerProcess;
   private readonly execs = new Map<string, ContainerProcess>();
   /**
@@ -59,8 +81,48 @@ export class Container {
     initIO: ProcessIO,
     initExecId: string,
     private readonly deps: ContainerDeps,
+    createdAt = Date.now(),
   ) {
+    this.createdAt = createdAt;
     this.init = new ContainerProcess(id, initExecId, initIO);
+  }
+
+  /**
+   * The container as an earlier agent image left it (state/, across an
+   * exec in place): its spec read back from the bundle, each process with
+   * the stdio descriptors handed over (`stdio` builds them) and its exit
+   * status or its pid, waited for by start time (one that died while no
+   * image ran is reaped with its status; one whose pid another process took
+   * is gone without one). Nothing is published for what already happened.
+   */
+  static async restore(saved: RestoredContainer, stdio: (execId: string) => ProcessIO, deps: ContainerDeps): Promise<Container> {
+    const spec = JSON.parse(await fs.readFile(path.join(saved.bundle, 'config.json'), 'utf8')) as OciSpec;
+    const container = new Container(saved.id, saved.bundle, spec, stdio(saved.init.execId), saved.init.execId, deps, saved.createdAt);
+    container.state = saved.state;
+    container.restoreProcess(container.init, saved.init);
+    for (const e of saved.execs) {
+      const proc = new ContainerProcess(saved.id, e.execId, stdio(e.execId));
+      container.execs.set(e.execId, proc);
+      container.restoreProcess(proc, e);
+    }
+    void container.init.exited()?.then(() => container.onInitExit());
+    return container;
+  }
+
+  private restoreProcess(proc: ContainerProcess, saved: RestoredProcess): void {
+    const running = !saved.status && saved.pid !== null;
+    const startedAt = saved.startedAt ?? Date.now();
+    const exit = running
+      ? this.deps.reaper.wait(saved.pid!, saved.startTicks).then((e) => e ?? { code: null, signal: null, coreDumped: false, exitedAt: Date.now() })
+      : null;
+    proc.restore(saved, exit, async (e) => exitStatus(e, startedAt, e.signal === SIGKILL && oomKilled(e, saved.oomKillsAtStart, await this.oomKillCount())));
+    if (proc !== this.init) proc.onAcknowledged = () => this.forgetWhenDrained(proc);
+    if (running) {
+      void proc.exited()!.then(
+        (status) => this.deps.events?.publish({ type: 'process-exited', containerId: this.id, execId: proc.execId, pid: saved.pid!, status }),
+        () => {},
+      );
+    }
   }
 
   /** Writes the bundle and runs `create`; undoes both if anything fails. */
@@ -400,6 +462,7 @@ export class Container {
    * client acknowledges it.
    */
   private track(proc: ContainerProcess, pid: number, startedAt: number, oomKillsAtStart: number | null): void {
+    proc.oomKillsAtStart = oomKillsAtStart;
     proc.running(pid, startedAt, this.deps.reaper.wait(pid), async (exit) => {
       // Only a SIGKILL can be the OOM killer's: no cgroup read for any other exit.
       const oom = exit.signal === SIGKILL && oomKilled(exit, oomKillsAtStart, await this.oomKillCount());

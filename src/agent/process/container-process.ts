@@ -10,6 +10,8 @@ export class ContainerProcess {
   startedAt: number | null = null;
   /** The process's start time in clock ticks after boot (processStartTime): with the pid, names it for the whole uptime. */
   startTicks: number | null = null;
+  /** Its container cgroup's OOM kill count when it started (an OOM kill after that is its); null when unknown. */
+  oomKillsAtStart: number | null = null;
   /** The exit status record, once the process was reaped and its record made. */
   status: ExitStatus | null = null;
   /**
@@ -52,6 +54,27 @@ export class ContainerProcess {
         this.status = status;
         return status;
       });
+  }
+
+  /**
+   * The process as an earlier agent image left it (taken over across an
+   * exec in place): exited with `status` already, or running as `pid` with
+   * its `exit` still to come. `startTicks` is what the earlier image read.
+   */
+  restore(saved: { pid: number | null; startedAt: number | null; startTicks: number | null; status: ExitStatus | null; collected: boolean; oomKillsAtStart: number | null }, exit: Promise<ProcessExit> | null, record: (exit: ProcessExit) => ExitStatus | Promise<ExitStatus>): void {
+    this.collected = saved.collected;
+    this.oomKillsAtStart = saved.oomKillsAtStart;
+    if (saved.status) {
+      this.pid = saved.pid;
+      this.startedAt = saved.startedAt;
+      this.startTicks = saved.startTicks;
+      this.reaped = true;
+      this.status = saved.status;
+      this.exitedPromise = Promise.resolve(saved.status);
+    } else if (saved.pid !== null && exit) {
+      this.running(saved.pid, saved.startedAt ?? Date.now(), exit, record);
+      this.startTicks = saved.startTicks;
+    }
   }
 
   get isRunning(): boolean {

@@ -5,6 +5,7 @@
 // that lost a reply or its connection resumes exactly where it stopped.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { AgentError, failedPrecondition, invalidArgument, outOfRange } from '../errors';
 import { OutputStream, type StreamState } from '../stdio/output-stream';
@@ -16,6 +17,16 @@ export interface StdioState {
   stderr: StreamState;
   /** Bytes of stdin accepted so far: the offset of the next write. */
   stdin: { written: number };
+}
+
+/** What ProcessIO.adopted takes: the saved record of a process's stdio, and the output bytes each stream held. */
+export interface AdoptedStdio {
+  terminal: boolean;
+  fds: { stdin: number | null; stdout: number | null; stderr: number | null; pty: number | null };
+  stdout: { start: number; end: number; ended: boolean; readers: Record<string, number> };
+  stderr: { start: number; end: number; ended: boolean; readers: Record<string, number> };
+  stdinWritten: number;
+  held: { stdout: Buffer; stderr: Buffer };
 }
 
 export class ProcessIO {
@@ -39,8 +50,46 @@ export class ProcessIO {
   private constructor(
     readonly terminal: boolean,
     private readonly bufferLimit: number,
+    adoptedPty?: Pty,
   ) {
-    this.pty = terminal ? new Pty() : null;
+    this.pty = adoptedPty ?? (terminal ? new Pty() : null);
+  }
+
+  /**
+   * The stdio of a process taken over from an earlier agent image: its
+   * descriptors (the agent-side pipe ends, or the pty master) as handed
+   * over, the output each stream held and where its readers stood, and
+   * where stdin stood. A stream that had ended, or whose descriptor is gone,
+   * is ended here.
+   */
+  static adopted(bufferLimit: number, saved: AdoptedStdio): ProcessIO {
+    const { fds } = saved;
+    if (saved.terminal) {
+      if (fds.pty === null) throw new Error('a terminal process was handed over without its pty master');
+      const io = new ProcessIO(true, bufferLimit, Pty.adopt(fds.pty));
+      io.stdout = OutputStream.restored(saved.stdout.ended ? null : io.pty!.output, bufferLimit, 'stdout', saved.stdout, saved.held.stdout);
+      io.stderr = OutputStream.restored(null, bufferLimit, 'stderr', saved.stderr, saved.held.stderr);
+      io.finishAdoption(saved.stdinWritten);
+      return io;
+    }
+    const io = new ProcessIO(false, bufferLimit);
+    const socket = (fd: number | null, readable: boolean) => (fd === null ? null : new net.Socket({ fd, readable, writable: !readable }));
+    const out = saved.stdout.ended ? null : socket(fds.stdout, true);
+    const err = saved.stderr.ended ? null : socket(fds.stderr, true);
+    // Ended streams' descriptors are not needed any more.
+    for (const [ended, fd] of [[saved.stdout.ended, fds.stdout], [saved.stderr.ended, fds.stderr]] as const) if (ended && fd !== null) fs.closeSync(fd);
+    io.stdout = OutputStream.restored(out, bufferLimit, 'stdout', saved.stdout, saved.held.stdout);
+    io.stderr = OutputStream.restored(err, bufferLimit, 'stderr', saved.stderr, saved.held.stderr);
+    io.stdin = socket(fds.stdin, false);
+    io.stdin?.on('error', () => {});
+    io.finishAdoption(saved.stdinWritten);
+    return io;
+  }
+
+  private finishAdoption(stdinWritten: number): void {
+    this.written_ = stdinWritten;
+    this.peerEnds = [null, null, null];
+    this.attached = true;
   }
 
   static pipes(bufferLimit: number): ProcessIO {

@@ -109,8 +109,27 @@ export class Reaper {
     return child;
   }
 
-  /** Resolves with the exit status of an adopted (or own) child `pid`. */
-  wait(pid: number): Promise<ProcessExit> {
+  /**
+   * Resolves with the exit status of an adopted (or own) child `pid`. With
+   * `startTime` (a process taken over from an earlier agent image, named by
+   * pid and start time): its status if it was reaped already (it died while
+   * no image was running), else it is waited for while `pid` is still that
+   * process; a pid now held by another process means the one asked for is
+   * gone without a status kept: null.
+   */
+  wait(pid: number): Promise<ProcessExit>;
+  wait(pid: number, startTime: number | null): Promise<ProcessExit | null>;
+  wait(pid: number, startTime?: number | null): Promise<ProcessExit | null> {
+    if (startTime !== undefined && startTime !== null) {
+      const key = `${pid}:${startTime}`;
+      const kept = this.unclaimed.get(key);
+      if (kept) {
+        this.unclaimed.delete(key);
+        return Promise.resolve(kept.status);
+      }
+      const live = this.startTimeOf(pid);
+      if (live !== null && live !== startTime) return Promise.resolve(null);
+    }
     const early = this.claim(pid);
     if (early) return Promise.resolve(early);
     return new Promise<ProcessExit>((resolve, reject) => {

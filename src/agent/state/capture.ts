@@ -43,6 +43,7 @@ function captureProcess(p: ContainerProcess): ProcessRecord {
     pidStartTicks: p.startTicks,
     terminal: p.io.terminal,
     startedAt: p.startedAt,
+    oomKillsAtStart: p.oomKillsAtStart,
     exit: s && { code: s.code, signal: s.signal, coreDumped: s.coreDumped, oomKilled: s.oomKilled, exitedAt: s.exitedAt },
     collected: p.collected,
     fds: attached ? p.io.descriptors() : { stdin: null, stdout: null, stderr: null, pty: null },

@@ -12,13 +12,13 @@ const sample = (): AgentState => ({
   containers: [{
     id: 'c1', bundle: '/run/agent/containers/c1', state: 'running', createdAt: 1_700_000_000_100,
     init: {
-      execId: 'c1', pid: 4242, pidStartTicks: 123456, terminal: false, startedAt: 1_700_000_000_200, exit: null, collected: false,
+      execId: 'c1', pid: 4242, pidStartTicks: 123456, terminal: false, startedAt: 1_700_000_000_200, oomKillsAtStart: 0, exit: null, collected: false,
       fds: { stdin: 20, stdout: 21, stderr: 22, pty: null },
       stdout: { start: 100, end: 4096, ended: false, readers: { v1: 100, 'v2.default': 2048 } },
       stderr: { start: 0, end: 0, ended: false, readers: {} }, stdinWritten: 12,
     },
     execs: [{
-      execId: 'e1', pid: 4300, pidStartTicks: 123999, terminal: true, startedAt: 1_700_000_000_300,
+      execId: 'e1', pid: 4300, pidStartTicks: 123999, terminal: true, startedAt: 1_700_000_000_300, oomKillsAtStart: null,
       exit: { code: null, signal: 9, coreDumped: false, oomKilled: true, exitedAt: 1_700_000_000_400 }, collected: false,
       fds: { stdin: null, stdout: null, stderr: null, pty: 23 },
       stdout: { start: 0, end: 10, ended: true, readers: {} }, stderr: { start: 0, end: 0, ended: true, readers: {} }, stdinWritten: 0,

@@ -43,7 +43,7 @@ export function encodeState(state: AgentState, format = STATE_FORMAT): string {
 
 function encodeProcess(p: ProcessRecord) {
   return {
-    exec_id: p.execId, pid: p.pid, pid_start_ticks: p.pidStartTicks, terminal: p.terminal, started_at_ms: p.startedAt,
+    exec_id: p.execId, pid: p.pid, pid_start_ticks: p.pidStartTicks, terminal: p.terminal, started_at_ms: p.startedAt, oom_kills_at_start: p.oomKillsAtStart,
     exit: p.exit && { code: p.exit.code, signal: p.exit.signal, core_dumped: p.exit.coreDumped, oom_killed: p.exit.oomKilled, exited_at_ms: p.exit.exitedAt },
     collected: p.collected, fds: p.fds, stdout: p.stdout, stderr: p.stderr, stdin_written: p.stdinWritten,
   };
@@ -116,13 +116,14 @@ function decodeContainer(r: Reader): ContainerRecord {
 }
 
 function decodeProcess(r: Reader): ProcessRecord {
-  r.known('exec_id', 'pid', 'pid_start_ticks', 'terminal', 'started_at_ms', 'exit', 'collected', 'fds', 'stdout', 'stderr', 'stdin_written');
+  r.known('exec_id', 'pid', 'pid_start_ticks', 'terminal', 'started_at_ms', 'oom_kills_at_start', 'exit', 'collected', 'fds', 'stdout', 'stderr', 'stdin_written');
   return {
     execId: r.str('exec_id', null),
     pid: r.intOrNull('pid'),
     pidStartTicks: r.intOrNull('pid_start_ticks'),
     terminal: r.bool('terminal', false),
     startedAt: r.intOrNull('started_at_ms'),
+    oomKillsAtStart: r.intOrNull('oom_kills_at_start'),
     exit: r.optional('exit', decodeExit),
     collected: r.bool('collected', false),
     fds: r.optional('fds', (f) => {

@@ -35,6 +35,8 @@ export interface ProcessRecord {
   pidStartTicks: number | null;
   terminal: boolean;
   startedAt: number | null;
+  /** The container cgroup's OOM kill count when it started (an OOM kill after that is its); null when unknown. */
+  oomKillsAtStart: number | null;
   exit: ExitRecord | null;
   /** The status was collected (v1 wait) or released (v2): it is not kept for anyone. */
   collected: boolean;

@@ -18,7 +18,7 @@
 // chunk after chunk from an offset, the reader's place kept either where the
 // reader acknowledged (nothing it was sent is released before it says so) or
 // a fixed distance behind what it was sent.
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { invalidArgument, outOfRange } from '../errors';
 
 /** An answer to a read: `data` starts at `offset`; `eof` when nothing follows it, ever. */
@@ -131,6 +131,41 @@ export class OutputStream {
     source.once('close', end);
     // A pty master reports the closed slave as EIO: that is end of stream.
     source.on('error', end);
+  }
+
+  /**
+   * A stream taken over from an earlier agent image (state/): `held` are
+   * the bytes [start, end) it kept, the readers stand where they stood, and
+   * the bytes `source` brings next follow at `end`. An ended stream has no
+   * source.
+   */
+  static restored(
+    source: Readable | null,
+    limit: number,
+    label: string,
+    saved: { start: number; end: number; ended: boolean; readers: Record<string, number> },
+    held: Buffer,
+  ): OutputStream {
+    if (held.length !== saved.end - saved.start) {
+      throw new Error(`${label}: ${held.length} bytes were saved for offsets ${saved.start}..${saved.end}`);
+    }
+    const stream = new OutputStream(source ?? endedSource(), limit, label);
+    stream.start_ = saved.start;
+    stream.end_ = saved.end;
+    if (held.length > 0) {
+      stream.chunks.push(held);
+      stream.offsets.push(saved.start);
+    }
+    if (saved.ended || !source) stream.ended_ = true;
+    for (const [name, place] of Object.entries(saved.readers)) {
+      const r = new OutputReader(name, stream, Math.min(Math.max(place, saved.start), saved.end));
+      stream.readers.set(name, r);
+    }
+    if (stream.retained >= limit && !stream.ended_) {
+      stream.paused = true;
+      source?.pause();
+    }
+    return stream;
   }
 
   /** The first offset still held. */
@@ -404,6 +439,12 @@ export class OutputStream {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function endedSource(): Readable {
+  const none = new PassThrough();
+  none.end();
+  return none;
+}
 
 function checkMax(max: number): void {
   if (!Number.isSafeInteger(max) || max < 1) throw invalidArgument(`a read of ${max} bytes: ask for at least 1`);

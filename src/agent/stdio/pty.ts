@@ -25,11 +25,22 @@ export class Pty {
   private slave: number | null;
   private closed = false;
 
-  constructor(cols = 80, rows = 24) {
-    const { master, slave } = load().open(cols, rows);
-    this.slave = slave;
-    this.masterFd = master;
-    this.output = new tty.ReadStream(master);
+  constructor(cols = 80, rows = 24, adopted?: number) {
+    if (adopted !== undefined) {
+      // A master taken over from an earlier agent image: its slave is the process's alone.
+      this.slave = null;
+      this.masterFd = adopted;
+    } else {
+      const { master, slave } = load().open(cols, rows);
+      this.slave = slave;
+      this.masterFd = master;
+    }
+    this.output = new tty.ReadStream(this.masterFd);
+  }
+
+  /** The pty whose master is `fd`, handed over across an exec in place. */
+  static adopt(fd: number): Pty {
+    return new Pty(0, 0, fd);
   }
 
   readonly masterFd: number;
