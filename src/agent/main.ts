@@ -13,6 +13,8 @@ import { EventBus } from './core/events';
 import { RequestLedger } from './core/requests';
 import { Sandbox } from './core/sandbox';
 import { StateKeeper } from './state/keeper';
+import { revived } from './state/capture';
+import { takeOver } from './upgrade/takeover';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
@@ -23,7 +25,7 @@ import { choosePolicy } from './policy/policy';
 import { OciRuntime } from './oci/runtime';
 import { bootGuest, bringUpLoopback, handleInitSignals, KernelModules, powerOff } from './pid1';
 import { Reaper } from './process/reaper';
-import { parseAddress } from './server/address';
+import { formatAddress, parseAddress } from './server/address';
 import { RpcMetrics } from './server/rpc-metrics';
 import { createServer } from './server/server';
 import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
@@ -67,8 +69,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   reportConfig(parsed, log);
   if (policy.error) log.error({ policy: policy.source, error: policy.error }, 'the agent policy cannot be used: every call it governs is denied until it is fixed');
 
+  // An exec in place by an earlier image of the agent: its state and descriptors, and no first-boot work.
+  const takeover = takeOver(process.env, config.outputBufferBytes, log.child({ module: 'upgrade' }));
   const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
-  if (guestInit) bootGuest(log, config.kernelModules, kernelModules);
+  if (guestInit && !takeover) bootGuest(log, config.kernelModules, kernelModules);
   if (config.logVport > 0) {
     const host = connectHostLog(config.logVport);
     if (host.stream) logging.addDestination(host.stream);
@@ -92,7 +96,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     reaper,
     log,
   );
-  const events = new EventBus({ log: log.child({ module: 'events' }) });
+  const events = new EventBus({ log: log.child({ module: 'events' }), ...(takeover ? { startSeq: takeover.state.lastEventSeq } : {}) });
   // Exit statuses are judged by the OOM watcher's counts (the guest module's, created below).
   const oomKills = { count: (id: string) => core.guest.oomWatcher.count(id) };
   const sandbox = new Sandbox(
@@ -101,7 +105,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     log,
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));
-  if (guestInit) await bringUpLoopback(network, log);
+  if (guestInit && !takeover) await bringUpLoopback(network, log);
   const callMetrics = new RpcMetrics();
   const core: AgentCore = {
     config,
@@ -116,12 +120,20 @@ export async function main(argv: readonly string[]): Promise<void> {
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
     onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),
   };
+  if (takeover) {
+    core.requests.restore(takeover.state.requests.map((r) => ({ ...r, result: revived(r.result) })));
+    await sandbox.restore(takeover.sandbox, takeover.stdio);
+    log.info({ from: takeover.from, containers: sandbox.list().length, lastEventSeq: events.lastSeq }, 'took over from the previous agent image');
+  }
   core.guest.start();
-  const keeper = openStateKeeper(config, core, log);
+  const keeper = openStateKeeper(config, core, log, !takeover);
 
   const agentServer = createServer(core, callMetrics, log);
   // The configuration has validated every address.
-  for (const addr of config.serverAddr) agentServer.listeners.add(parseAddress(addr));
+  for (const addr of config.serverAddr) {
+    const spec = parseAddress(addr);
+    agentServer.listeners.add(spec, takeover?.listenerFd(formatAddress(spec)));
+  }
   const listeners = await agentServer.listeners.settled();
   if (!mustNotExit && !listeners.some((l) => l.state === 'serving')) {
     agentServer.listeners.close();
@@ -142,6 +154,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   log.info(
     {
       version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, listeners, config, sources: parsed.sources, guestInit,
+      ...(takeover ? { tookOverFrom: takeover.from } : {}),
       policy: { source: policy.source, loaded: policy.loaded, digest: policy.digest },
       ...(parsed.problems.length ? { configProblems: parsed.problems.length } : {}),
       ...(parsed.unknownKeys.length ? { unknownKeys: parsed.unknownKeys } : {}),
@@ -168,10 +181,11 @@ export async function main(argv: readonly string[]): Promise<void> {
 
 /** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
 /** The state keeper (state/keeper.ts), unless --save-state false; as PID 1 a state dir it cannot use costs the saves, not the agent. */
-function openStateKeeper(config: AgentConfig, core: AgentCore, log: Logger): StateKeeper | null {
+function openStateKeeper(config: AgentConfig, core: AgentCore, log: Logger, freshStart: boolean): StateKeeper | null {
   const dir = config.stateDir;
   try {
-    StateKeeper.setAsideStale(dir, log.child({ module: 'state' }));
+    // After a takeover the state there is the previous image's: ours from now on.
+    if (freshStart) StateKeeper.setAsideStale(dir, log.child({ module: 'state' }));
     if (!config.saveState) return null;
     return StateKeeper.open(dir, { sandbox: core.sandbox, requests: core.requests, events: core.events, agentVersion: AGENT_VERSION }, log.child({ module: 'state' }));
   } catch (err) {

@@ -41,8 +41,12 @@ export class EventQueue<T> {
   constructor(
     readonly capacity = 1024,
     private readonly what = 'event',
+    /** The seq the first event follows: an earlier agent image's last (a takeover), 0 otherwise. */
+    startSeq = 0,
   ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity ${capacity} must be a positive integer`);
+    this.lastSeq = startSeq;
+    this.takeCursor = startSeq;
   }
 
   /** Seq of the newest event (0 if none yet): a cursor that reads only what comes next. */

@@ -95,6 +95,12 @@ export interface EventBusOptions {
   capacity?: number;
   /** Where a throwing subscriber is reported. */
   log?: Logger;
+  /**
+   * The last seq an earlier agent image handed out (a takeover): seqs go on
+   * after it, so a client's cursor stays meaningful. Events before it are
+   * not held (a cursor before it is out of range).
+   */
+  startSeq?: number;
 }
 
 export type EventListener = (item: Sequenced<CoreEvent>) => void;
@@ -104,7 +110,7 @@ export class EventBus {
   private readonly listeners = new Set<EventListener>();
 
   constructor(private readonly options: EventBusOptions = {}) {
-    this.queue = new EventQueue<CoreEvent>(options.capacity ?? DEFAULT_EVENT_CAPACITY, 'event');
+    this.queue = new EventQueue<CoreEvent>(options.capacity ?? DEFAULT_EVENT_CAPACITY, 'event', options.startSeq ?? 0);
   }
 
   get capacity(): number {

@@ -93,6 +93,15 @@ export class RequestLedger {
     return result;
   }
 
+  /** Request ids an earlier agent image answered (a takeover): a retry of one gets the same answer here. */
+  restore(saved: readonly SettledRequest[]): void {
+    for (const r of saved) {
+      const result = Promise.resolve(r.result);
+      this.entries.set(r.requestId, { digest: r.digest, result, value: { result: r.result }, at: r.at });
+    }
+    this.expire();
+  }
+
   /** The ids whose first call succeeded, oldest first (calls still running, or failed, are not kept). */
   settled(): SettledRequest[] {
     this.expire();

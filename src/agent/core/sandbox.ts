@@ -10,9 +10,11 @@ import { prepareSpec } from '../oci/spec';
 import { NO_POLICY, type Policy } from '../policy/policy';
 import { checkStorage } from '../policy/rules';
 import { StorageManager, type Mounter, type StorageSpec } from '../storage';
+import type { SavedStorage } from '../storage/manager';
+import type { ProcessIO } from '../process/process-io';
 import type { BlockLookup } from '../storage/block';
 import { validateId } from '../validate';
-import { Container, type ContainerDeps } from './container';
+import { Container, type ContainerDeps, type RestoredContainer } from './container';
 import { RESOLV_CONF_DESTINATION, resolvConfFromDns } from './dns';
 
 export interface SandboxOptions {
@@ -57,6 +59,11 @@ export class Sandbox {
   id: string | null = null;
   /** CreateSandbox named DNS servers: containers get the sandbox resolv.conf. */
   private dnsGiven = false;
+
+  /** CreateSandbox named DNS servers (what a takeover must know to treat new containers the same). */
+  get dnsConfigured(): boolean {
+    return this.dnsGiven;
+  }
   /** Storages of the sandbox and its containers, reference-counted by mount point. */
   readonly storage: StorageManager;
 
@@ -115,6 +122,26 @@ export class Sandbox {
     this.id = req.sandboxId;
     this.dnsGiven = req.dns.length > 0;
     this.log.info({ sandbox: this.id, hostname: req.hostname, storages: req.storages.length }, 'sandbox created');
+  }
+
+  /**
+   * The sandbox as an earlier agent image left it (a takeover across an exec
+   * in place): its id, its storages (mounted already), and its containers,
+   * each restored with the stdio `stdio` builds for its processes. A
+   * container that cannot be restored (its bundle is gone) is logged and
+   * left out; the others are kept.
+   */
+  async restore(saved: { id: string | null; dnsGiven: boolean; storages: SavedStorage[]; containers: RestoredContainer[] }, stdio: (containerId: string, execId: string) => ProcessIO): Promise<void> {
+    this.id = saved.id;
+    this.dnsGiven = saved.dnsGiven;
+    this.storage.adopt(saved.storages);
+    for (const c of saved.containers) {
+      try {
+        this.containers.set(c.id, await Container.restore(c, (execId) => stdio(c.id, execId), this.deps));
+      } catch (err) {
+        this.log.error({ err, container: c.id }, 'a container handed over could not be restored; its processes run on unmanaged');
+      }
+    }
   }
 
   /**

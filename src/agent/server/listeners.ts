@@ -45,6 +45,8 @@ interface Opened {
   stopAccepting(): void;
   /** Release the listener and end its sessions. */
   close(): void;
+  /** Stop accepting but keep the socket listening: its fd, for the next image (fd listeners only). */
+  detach?(): number;
   /** tcp port 0 is bound to a real port. */
   address?: string;
   device?: string;
@@ -57,6 +59,8 @@ interface Entry {
   timer?: NodeJS.Timeout;
   /** Resolves after the first attempt, whatever its outcome. */
   firstAttempt: Promise<void>;
+  /** A listening fd an earlier agent image handed over for this address: served instead of a new socket. */
+  inherited?: number;
 }
 
 export class ListenerSet {
@@ -69,14 +73,19 @@ export class ListenerSet {
     private readonly retry: RetryPolicy = DEFAULT_RETRY,
   ) {}
 
-  /** Starts serving on `spec` now, and keeps retrying while it fails. */
-  add(spec: ListenSpec): void {
+  /**
+   * Starts serving on `spec` now, and keeps retrying while it fails. With
+   * `inherited`, the listening socket an earlier agent image handed over for
+   * it (unix and vsock): clients waiting in its backlog are served.
+   */
+  add(spec: ListenSpec, inherited?: number): void {
     const address = spec.kind === 'serial' ? `serial:${spec.name}` : formatAddress(spec);
     let settle!: () => void;
     const entry: Entry = {
       spec,
       status: { address, state: 'starting', failures: 0 },
       firstAttempt: new Promise<void>((r) => (settle = r)),
+      ...(inherited !== undefined ? { inherited } : {}),
     };
     this.entries.push(entry);
     void this.attempt(entry).finally(settle);
@@ -105,6 +114,23 @@ export class ListenerSet {
     }
   }
 
+  /**
+   * For an exec in place: every unix and vsock listener stops accepting but
+   * keeps its socket listening, and hands over its fd (clients that connect
+   * meanwhile wait in the backlog for the next image); the others stop
+   * accepting. Sessions already accepted go on until the server is shut down.
+   */
+  detach(): Array<{ address: string; fd: number }> {
+    this.closed = true;
+    const fds: Array<{ address: string; fd: number }> = [];
+    for (const e of this.entries) {
+      clearTimeout(e.timer);
+      if (e.opened?.detach) fds.push({ address: e.status.address, fd: e.opened.detach() });
+      else e.opened?.stopAccepting();
+    }
+    return fds;
+  }
+
   /** Stops every listener and every pending retry, and ends their sessions. */
   close(): void {
     this.closed = true;
@@ -124,7 +150,9 @@ export class ListenerSet {
     if (this.closed) return;
     const { status } = entry;
     try {
-      entry.opened = await this.open(entry.spec);
+      const inherited = entry.inherited;
+      entry.inherited = undefined;
+      entry.opened = inherited !== undefined ? this.listenOnFd(() => inherited, entry.status.address) : await this.open(entry.spec);
       if (this.closed) {
         entry.opened.close();
         return;
@@ -176,7 +204,7 @@ export class ListenerSet {
         backlog: BACKLOG,
         onError: (err) => this.log.warn({ err, address }, 'listener: accept failed'),
       });
-      return { stopAccepting: () => listener.stopAccepting(), close: () => listener.close() };
+      return { stopAccepting: () => listener.stopAccepting(), close: () => listener.close(), detach: () => listener.detach() };
     } catch (err) {
       // Not adopted: the fd is still ours to close.
       native.closeFd(fd);

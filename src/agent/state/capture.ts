@@ -21,8 +21,8 @@ export function captureState(src: StateSources, now = Date.now()): AgentState {
   return {
     writtenBy: src.agentVersion,
     writtenAt: now,
-    sandbox: src.sandbox.id === null ? null : { id: src.sandbox.id, hostname: os.hostname() },
-    storages: src.sandbox.storage.list().map((s) => ({ driver: s.driver, mountPoint: s.mountPoint, source: s.source, fstype: s.fstype, owners: s.owners })),
+    sandbox: src.sandbox.id === null ? null : { id: src.sandbox.id, hostname: os.hostname(), dns: src.sandbox.dnsConfigured },
+    storages: src.sandbox.storage.saved(),
     containers: src.sandbox.list().map(captureContainer),
     requests: src.requests.settled().map((r) => ({ ...r, result: plain(r.result) })),
     lastEventSeq: src.events.lastSeq,
@@ -64,5 +64,16 @@ function plain(v: unknown): unknown {
   if (Buffer.isBuffer(v) || v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('base64') };
   if (Array.isArray(v)) return v.map(plain);
   if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+/** The inverse of plain(): a saved request result with its bytes back as Buffers. */
+export function revived(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(revived);
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if (Object.keys(o).length === 1 && typeof o.$bytes === 'string') return Buffer.from(o.$bytes, 'base64');
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, revived(x)]));
+  }
   return v;
 }

@@ -7,8 +7,8 @@ import { migrate } from './migrations';
 
 const sample = (): AgentState => ({
   ...emptyState('0.3.0', 1_700_000_000_000),
-  sandbox: { id: 'sandbox', hostname: 'pod-1' },
-  storages: [{ driver: '9p', mountPoint: '/run/agent/shared/vol', source: 'vol', fstype: '9p', owners: ['c1', 'sandbox'] }],
+  sandbox: { id: 'sandbox', hostname: 'pod-1', dns: true },
+  storages: [{ driver: '9p', mountPoint: '/run/agent/shared/vol', source: 'vol', fstype: '9p', owners: ['c1', 'sandbox'], plan: { flags: 0, data: 'trans=virtio' }, created: { dirs: ['/run/agent/shared/vol'], file: null, localDir: null } }],
   containers: [{
     id: 'c1', bundle: '/run/agent/containers/c1', state: 'running', createdAt: 1_700_000_000_100,
     init: {

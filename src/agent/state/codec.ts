@@ -31,7 +31,7 @@ export function encodeState(state: AgentState, format = STATE_FORMAT): string {
     written_by: state.writtenBy,
     written_at_ms: state.writtenAt,
     sandbox: state.sandbox,
-    storages: state.storages.map((s) => ({ driver: s.driver, mount_point: s.mountPoint, source: s.source, fstype: s.fstype, owners: s.owners })),
+    storages: state.storages.map((s) => ({ driver: s.driver, mount_point: s.mountPoint, source: s.source, fstype: s.fstype, owners: s.owners, plan: s.plan, created: s.created })),
     containers: state.containers.map((c) => ({
       id: c.id, bundle: c.bundle, state: c.state, created_at_ms: c.createdAt, init: encodeProcess(c.init), execs: c.execs.map(encodeProcess),
     })),
@@ -78,7 +78,10 @@ export function decodeState(text: string, source: string): Decoded {
   const state: AgentState = {
     writtenBy: r.str('written_by', 'unknown'),
     writtenAt: r.int('written_at_ms', 0),
-    sandbox: r.optional('sandbox', (s) => ({ id: s.str('id', ''), hostname: s.str('hostname', '') })),
+    sandbox: r.optional('sandbox', (s) => {
+      s.known('id', 'hostname', 'dns');
+      return { id: s.str('id', ''), hostname: s.str('hostname', ''), dns: s.bool('dns', false) };
+    }),
     storages: r.list('storages', decodeStorage),
     containers: r.list('containers', decodeContainer),
     requests: r.list('requests', decodeRequest),
@@ -97,8 +100,11 @@ function migrated(source: string, raw: Record<string, unknown>, format: number):
 }
 
 function decodeStorage(r: Reader): StorageRecord {
-  r.known('driver', 'mount_point', 'source', 'fstype', 'owners');
-  return { driver: r.str('driver', null), mountPoint: r.str('mount_point', null), source: r.str('source', ''), fstype: r.str('fstype', ''), owners: r.strings('owners') };
+  r.known('driver', 'mount_point', 'source', 'fstype', 'owners', 'plan', 'created');
+  return {
+    driver: r.str('driver', null), mountPoint: r.str('mount_point', null), source: r.str('source', ''), fstype: r.str('fstype', ''), owners: r.strings('owners'),
+    plan: r.peek('plan') ?? null, created: r.peek('created') ?? null,
+  };
 }
 
 const CONTAINER_STATES = ['created', 'running', 'paused', 'stopped'] as const;

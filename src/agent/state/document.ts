@@ -63,6 +63,9 @@ export interface StorageRecord {
   fstype: string;
   /** Who uses it (container ids, "sandbox"): it is unmounted when the last one lets go. */
   owners: string[];
+  /** The storage manager's own record of it (its mount plan, what it created): plain JSON the codec does not look into. */
+  plan: unknown;
+  created: unknown;
 }
 
 export interface RequestRecord {
@@ -77,7 +80,8 @@ export interface AgentState {
   /** Who wrote it, for messages ("written by agent 0.4.0"). */
   writtenBy: string;
   writtenAt: number;
-  sandbox: { id: string; hostname: string } | null;
+  /** `dns`: CreateSandbox named DNS servers (containers get the sandbox's resolv.conf). */
+  sandbox: { id: string; hostname: string; dns: boolean } | null;
   storages: StorageRecord[];
   containers: ContainerRecord[];
   requests: RequestRecord[];

@@ -207,6 +207,24 @@ export class OutputStream {
     return this.retained === 0 ? Buffer.alloc(0) : this.slice(this.start_, this.retained).data;
   }
 
+  /**
+   * Takes into the window what the source has read but not handed on (a
+   * paused Readable keeps it in its own buffer) and stops reading from it:
+   * the last step before its descriptor goes to another agent image, so no
+   * byte stays behind in this one.
+   */
+  absorbBuffered(): void {
+    if (this.ended_) return;
+    this.source.removeAllListeners('data');
+    this.source.pause();
+    for (let chunk = this.source.read() as Buffer | null; chunk !== null; chunk = this.source.read() as Buffer | null) {
+      if (chunk.length === 0) continue;
+      this.chunks.push(chunk);
+      this.offsets.push(this.end_);
+      this.end_ += chunk.length;
+    }
+  }
+
   /** @internal Where the bytes come from (its descriptor is handed over across an exec in place). */
   get sourceStream(): Readable {
     return this.source;

@@ -65,6 +65,12 @@ export interface MountedStorage {
   owners: string[];
 }
 
+/** A mounted storage as a saved state keeps it (StorageManager.saved/adopt). */
+export interface SavedStorage extends MountedStorage {
+  plan: MountPlan;
+  created: { dirs: string[]; file: string | null; localDir: string | null };
+}
+
 export class StorageManager {
   readonly roots: StorageRoots;
   private readonly mounter: Mounter;
@@ -157,6 +163,21 @@ export class StorageManager {
 
   list(): MountedStorage[] {
     return this.entries.map(view);
+  }
+
+  /** Every mounted storage with all the manager knows of it, as plain data: what a takeover restores (adopt). */
+  saved(): SavedStorage[] {
+    return this.entries.map((e) => ({ ...view(e), plan: e.plan, created: e.created }));
+  }
+
+  /**
+   * The storages an earlier agent image mounted (state/, across an exec in
+   * place): taken as they are, mounted already, with their owners.
+   */
+  adopt(saved: readonly SavedStorage[]): void {
+    for (const s of saved) {
+      this.entries.push({ plan: s.plan, source: s.source, owners: new Set(s.owners), created: s.created });
+    }
   }
 
   private async releaseWhere(match: (e: Entry) => boolean, owner: string | null): Promise<void> {

@@ -1,0 +1,102 @@
+// The old image's side of an in-place upgrade: drain, hand over, execve.
+// Listeners stop accepting but keep listening (clients that connect meanwhile
+// wait in the kernel's backlog for the new image); calls in flight get
+// `drainMs` to finish, then their connections are closed (clients retry, by
+// request id); every output stream takes in what its source had read and
+// stops reading; the state is captured, the output each stream held is
+// written beside it, the descriptors are made inheritable, and the process
+// becomes the new image with the same pid and children.
+import type { Container } from '../core/container';
+import type { Logger } from '../log';
+import { native } from '../../native/native';
+import type { ContainerProcess } from '../process/container-process';
+import type { AgentServer } from '../server/server';
+import { captureState, type StateSources } from '../state/capture';
+import { prepareHandover } from './handover';
+import { HANDOVER_ENV, outputKey, writeHandover } from './handover-file';
+
+export interface ExecTarget {
+  /** The executable to exec (a path, never execPath's "(deleted)"). */
+  binary: string;
+  /** Its full argv, argv[0] included. */
+  argv: string[];
+}
+
+export interface ExecInPlaceDeps {
+  server: AgentServer;
+  sources: StateSources;
+  stateDir: string;
+  log: Logger;
+  /** How long calls in flight get before their connections are closed. */
+  drainMs: number;
+  /** How to run this image again (a rollback, or when the new one cannot be exec'd). */
+  self: ExecTarget;
+}
+
+/** Every process of every container, with its container. */
+function processes(containers: Container[]): Array<{ container: Container; proc: ContainerProcess }> {
+  return containers.flatMap((container) => [container.init, ...container.execProcesses()].map((proc) => ({ container, proc })));
+}
+
+/**
+ * Drains and execs `target` in place. Returns only if neither `target` nor
+ * this image itself (tried next, with the same handover) could be exec'd:
+ * the error, the agent then serving nothing. Never resolves otherwise.
+ */
+export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Promise<Error> {
+  const { server, sources, log } = deps;
+  const listening = server.listeners.detach();
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.server.forceShutdown();
+      resolve();
+    }, deps.drainMs);
+    server.server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  // From here on nothing awaits: no byte may arrive between the capture and the exec.
+  const all = processes(sources.sandbox.list());
+  for (const { proc } of all) {
+    if ((proc.io as { stdout?: unknown }).stdout === undefined) continue;
+    proc.io.stdout.absorbBuffered();
+    proc.io.stderr.absorbBuffered();
+  }
+  const state = captureState(sources);
+  const held = new Map<string, Buffer>();
+  const named: Array<{ name: string; fd: number }> = [];
+  const listeners: Record<string, string> = {};
+  for (const l of listening) {
+    const name = `listener:${l.address}`;
+    named.push({ name, fd: l.fd });
+    listeners[l.address] = name;
+  }
+  for (const { container, proc } of all) {
+    if ((proc.io as { stdout?: unknown }).stdout === undefined) continue;
+    for (const stream of ['stdout', 'stderr'] as const) held.set(outputKey(container.id, proc.execId, stream), proc.io[stream].held());
+    for (const [which, fd] of Object.entries(proc.io.descriptors())) {
+      if (fd !== null) named.push({ name: stdioFdName(container.id, proc.execId, which), fd });
+    }
+  }
+  const fds = prepareHandover(named);
+  const file = writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self }, held);
+  const env = [...Object.entries(process.env).filter(([k]) => k !== HANDOVER_ENV).map(([k, v]) => `${k}=${v}`), `${HANDOVER_ENV}=${file}`];
+  log.info({ binary: target.binary, handover: file, fds: named.length, containers: state.containers.length }, 'exec in place');
+  let failure: Error;
+  try {
+    native.execve(target.binary, target.argv, env);
+  } catch (err) {
+    failure = err instanceof Error ? err : new Error(String(err));
+    log.error({ err, binary: target.binary }, 'exec in place failed; this image takes its own handover back');
+  }
+  try {
+    native.execve(deps.self.binary, deps.self.argv, env);
+  } catch (err) {
+    log.fatal({ err, binary: deps.self.binary }, 'exec of this image failed too: the agent serves nothing now');
+  }
+  return failure!;
+}
+
+/** The name an fd of a process's stdio is handed over under (takeover.ts looks it up the same way). */
+export const stdioFdName = (containerId: string, execId: string, which: string) => `stdio:${containerId}/${execId}:${which}`;

@@ -1,0 +1,92 @@
+// The new image's side of an in-place upgrade: find the handover the old
+// image left (AGENT_HANDOVER), adopt the descriptors it names, and give main
+// what it needs to restore the core (state/document.ts turned into the
+// core's restore inputs) and to serve on the inherited listeners. A handover
+// that cannot be read is logged and the agent starts afresh: PID 1 must
+// serve whatever the old image left.
+import fs from 'node:fs';
+import type { RestoredContainer, RestoredProcess } from '../core/container';
+import type { Logger } from '../log';
+import { ProcessIO } from '../process/process-io';
+import type { AgentState, ContainerRecord, ProcessRecord } from '../state/document';
+import type { SavedStorage } from '../storage/manager';
+import { adoptHandover } from './handover';
+import { HANDOVER_ENV, outputKey, readHandover, type HandoverFile } from './handover-file';
+import { stdioFdName } from './exec-in-place';
+
+export interface Takeover {
+  from: string;
+  state: AgentState;
+  previous: HandoverFile['previous'];
+  /** The listening fd handed over for `address`, if any. */
+  listenerFd(address: string): number | undefined;
+  /** What Sandbox.restore takes. */
+  sandbox: { id: string | null; dnsGiven: boolean; storages: SavedStorage[]; containers: RestoredContainer[] };
+  /** The stdio of a process, from the descriptors handed over and the output its streams held. */
+  stdio(containerId: string, execId: string): ProcessIO;
+}
+
+export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log: Logger): Takeover | null {
+  const file = env[HANDOVER_ENV];
+  if (!file) return null;
+  // Not for the runtimes and helpers this image spawns.
+  delete env[HANDOVER_ENV];
+  let read: ReturnType<typeof readHandover>;
+  try {
+    read = readHandover(file);
+  } catch (err) {
+    log.error({ err, handover: file }, 'the handover of the previous agent image cannot be read: starting afresh (its containers run on unmanaged)');
+    return null;
+  }
+  const { handover, held } = read;
+  const adopted = adoptHandover(handover.fds);
+  for (const r of adopted.refused) log.error({ fd: r.fd, name: r.name, why: r.why }, 'a descriptor handed over is not what the handover says: not used');
+  if (adopted.closed.length > 0) log.info({ fds: adopted.closed }, 'descriptors nobody claimed were closed');
+  fs.renameSync(file, `${file}.taken`);
+  const records = new Map<string, ProcessRecord>();
+  for (const c of handover.state.containers) for (const p of [c.init, ...c.execs]) records.set(`${c.id}/${p.execId}`, p);
+  const fd = (containerId: string, execId: string, which: string) => adopted.fds.get(stdioFdName(containerId, execId, which)) ?? null;
+  return {
+    from: handover.from,
+    state: handover.state,
+    previous: handover.previous,
+    listenerFd: (address) => {
+      const name = handover.listeners[address];
+      return name === undefined ? undefined : adopted.fds.get(name);
+    },
+    sandbox: {
+      id: handover.state.sandbox?.id ?? null,
+      dnsGiven: handover.state.sandbox?.dns ?? false,
+      storages: handover.state.storages.map((s) => ({ ...s, plan: s.plan as SavedStorage['plan'], created: s.created as SavedStorage['created'] })),
+      containers: handover.state.containers.map(restoredContainer),
+    },
+    stdio(containerId, execId) {
+      const p = records.get(`${containerId}/${execId}`);
+      if (!p) throw new Error(`no stdio was handed over for ${containerId}/${execId}`);
+      return ProcessIO.adopted(outputBufferBytes, {
+        terminal: p.terminal,
+        fds: { stdin: fd(containerId, execId, 'stdin'), stdout: fd(containerId, execId, 'stdout'), stderr: fd(containerId, execId, 'stderr'), pty: fd(containerId, execId, 'pty') },
+        stdout: p.stdout,
+        stderr: p.stderr,
+        stdinWritten: p.stdinWritten,
+        held: { stdout: held(outputKey(containerId, execId, 'stdout')), stderr: held(outputKey(containerId, execId, 'stderr')) },
+      });
+    },
+  };
+}
+
+function restoredContainer(c: ContainerRecord): RestoredContainer {
+  return { id: c.id, bundle: c.bundle, state: c.state, createdAt: c.createdAt, init: restoredProcess(c.init), execs: c.execs.map(restoredProcess) };
+}
+
+function restoredProcess(p: ProcessRecord): RestoredProcess {
+  return {
+    execId: p.execId,
+    pid: p.pid,
+    startedAt: p.startedAt,
+    startTicks: p.pidStartTicks,
+    status: p.exit && { ...p.exit, startedAt: p.startedAt ?? p.exit.exitedAt },
+    collected: p.collected,
+    oomKillsAtStart: p.oomKillsAtStart,
+  };
+}
