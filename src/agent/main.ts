@@ -15,6 +15,7 @@ import { Sandbox } from './core/sandbox';
 import { StateKeeper } from './state/keeper';
 import { revived } from './state/capture';
 import { takeOver } from './upgrade/takeover';
+import { checkState, Upgrader } from './upgrade/upgrader';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
@@ -37,6 +38,16 @@ const HOST_CID = 2;
 const FLUSH_MS = 200;
 
 export async function main(argv: readonly string[]): Promise<void> {
+  // The pre-flight run of an upgrade (upgrade/upgrader.ts): can this image take over the state in DIR?
+  if (argv.includes('--check-state') && process.pid !== 1) {
+    const rest = argv.filter((a) => a !== '--check-state');
+    const i = rest.indexOf('--state-dir');
+    const dir = i >= 0 ? rest[i + 1] : undefined;
+    const { ok, report } = dir ? checkState(dir, AGENT_VERSION) : { ok: false, report: { ok: false, version: AGENT_VERSION, error: '--check-state needs --state-dir DIR' } };
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    process.exitCode = ok ? 0 : 1;
+    return;
+  }
   // As the guest's init nothing is mounted yet, and the configuration lives in /proc/cmdline.
   const procError = mountProcIfInit();
   const guestInit = isGuestInit();
@@ -107,11 +118,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   const network = new Network({}, reaper, log.child({ module: 'network' }));
   if (guestInit && !takeover) await bringUpLoopback(network, log);
   const callMetrics = new RpcMetrics();
+  const requests = new RequestLedger({ onSettled: () => keeper?.changed() });
   const core: AgentCore = {
     config,
     sandbox,
     events,
-    requests: new RequestLedger({ onSettled: () => keeper?.changed() }),
+    requests,
     network,
     callMetrics,
     policy,
@@ -119,6 +131,14 @@ export async function main(argv: readonly string[]): Promise<void> {
     // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
     onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),
+    upgrade: new Upgrader({
+      server: () => agentServer,
+      sources: { sandbox, requests, events, agentVersion: AGENT_VERSION },
+      stateDir: config.stateDir,
+      sharedDir: config.sharedDir,
+      args: argv,
+      log: log.child({ module: 'upgrade' }),
+    }),
   };
   if (takeover) {
     core.requests.restore(takeover.state.requests.map((r) => ({ ...r, result: revived(r.result) })));

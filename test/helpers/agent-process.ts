@@ -20,6 +20,8 @@ export interface TestAgent {
   stateDir: string;
   /** The agent's log lines so far, parsed. */
   logs(): Array<Record<string, unknown>>;
+  /** Every line the agent wrote so far (stdout and stderr), as written. */
+  lines(): string[];
   child: ChildProcess;
   connect(): Promise<AgentClient>;
   alive(): boolean;
@@ -94,6 +96,7 @@ export async function startAgent(options: StartOptions = {}): Promise<TestAgent>
       }
     }),
     connect: () => AgentClient.connect(addr),
+    lines: () => [...lines],
     alive: () => !exited,
     async stop() {
       // Kill what the agent leaves behind (container processes are its children), then the agent.

@@ -32,4 +32,31 @@ export interface AgentCore {
   guest: Guest;
   /** Called after DestroySandbox has answered: the guest's init powers off. */
   onSandboxDestroyed(): void;
+  /** In-place upgrade of the agent itself (upgrade/upgrader.ts implements it; the core only names it). */
+  upgrade: AgentUpgrade;
+}
+
+export interface UpgradeRequest {
+  /** The new agent: an executable, or a JavaScript bundle run by this agent's Node, inside the shared directory. */
+  binaryPath: string;
+  /** Its sha256, lowercase hex. */
+  sha256: string;
+}
+
+export interface UpgradePlan {
+  upgradeId: string;
+  fromVersion: string;
+  /** What the new binary said of itself in its pre-flight run. */
+  toVersion: string;
+  stateFormat: number;
+}
+
+export interface AgentUpgrade {
+  /**
+   * Checks and pre-flights the new binary (sha256, executable, a
+   * `--check-state` run of it on a snapshot of the state, space); resolves
+   * with the plan, and the agent execs it in place once the answer has left.
+   * FAILED_PRECONDITION for an upgrade already under way or a failed check.
+   */
+  stage(req: UpgradeRequest): Promise<UpgradePlan>;
 }

@@ -43,5 +43,7 @@ export const CAPABILITIES: readonly string[] = [
   'feature:error-details',
   // v2 (0.3.0): ReadOutput's acknowledged_only and AcknowledgeOutput: nothing sent is released unacknowledged.
   'feature:output-acknowledgement',
+  // v2 (0.4.0): UpgradeAgent, an in-place upgrade with workloads running.
+  'feature:upgrade',
   ...STORAGE_DRIVER_NAMES.map((driver) => `storage:${driver}`),
 ];

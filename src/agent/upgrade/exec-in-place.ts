@@ -80,6 +80,15 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
     }
   }
   const fds = prepareHandover(named);
+  // stdin, stdout and stderr (the console, or the pipes a supervisor reads) go on into the new image:
+  // Node may have marked them close-on-exec, and a new image started without them writes its logs to /dev/null.
+  for (const fd of [0, 1, 2]) {
+    try {
+      native.clearCloexec(fd);
+    } catch {
+      // Not open: the new image gets /dev/null there, as any process does.
+    }
+  }
   const file = writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self }, held);
   const env = [...Object.entries(process.env).filter(([k]) => k !== HANDOVER_ENV).map(([k, v]) => `${k}=${v}`), `${HANDOVER_ENV}=${file}`];
   log.info({ binary: target.binary, handover: file, fds: named.length, containers: state.containers.length }, 'exec in place');

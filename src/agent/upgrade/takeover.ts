@@ -39,6 +39,7 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
     return null;
   }
   const { handover, held } = read;
+  log.info({ handover: file, from: handover.from, fds: handover.fds.fds.length, containers: handover.state.containers.length }, 'taking over from the previous agent image');
   const adopted = adoptHandover(handover.fds);
   for (const r of adopted.refused) log.error({ fd: r.fd, name: r.name, why: r.why }, 'a descriptor handed over is not what the handover says: not used');
   if (adopted.closed.length > 0) log.info({ fds: adopted.closed }, 'descriptors nobody claimed were closed');

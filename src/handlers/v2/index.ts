@@ -9,6 +9,7 @@ import type { AgentV2Handlers } from '../../protocol';
 import { containerHandlers } from './containers';
 import { eventHandlers } from './events';
 import { guestHandlers } from './guest';
+import { managementHandlers } from './management';
 import { networkHandlers } from './network';
 import { processHandlers } from './processes';
 import { sandboxHandlers } from './sandbox';
@@ -23,5 +24,6 @@ export function v2Handlers(core: AgentCore, rpc: RpcBoundary): AgentV2Handlers {
     ...eventHandlers(core, rpc),
     ...networkHandlers(core, rpc),
     ...guestHandlers(core, rpc),
+    ...managementHandlers(core, rpc),
   } satisfies AgentV2Handlers;
 }

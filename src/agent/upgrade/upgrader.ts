@@ -1,0 +1,143 @@
+// UpgradeAgent's work (core/index.ts AgentUpgrade): stage and pre-flight the
+// new binary, answer, then exec it in place (exec-in-place.ts). Nothing is
+// changed until every check passed: a refused upgrade leaves the agent as
+// it was.
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AgentUpgrade, UpgradePlan, UpgradeRequest } from '../core';
+import { excerpt, failedPrecondition, invalidArgument } from '../errors';
+import type { Logger } from '../log';
+import type { AgentServer } from '../server/server';
+import { native } from '../../native/native';
+import { captureState, type StateSources } from '../state/capture';
+import { OLDEST_READ_FORMAT, STATE_FORMAT } from '../state/document';
+import { StateStore } from '../state/store';
+import { resolveWithin } from '../validate';
+import { execInPlace, type ExecTarget } from './exec-in-place';
+
+export interface UpgraderOptions {
+  server: () => AgentServer;
+  sources: StateSources;
+  stateDir: string;
+  sharedDir: string;
+  /** The arguments this image was started with (the new one gets the same). */
+  args: readonly string[];
+  log: Logger;
+  /** How long the pre-flight run may take. */
+  preflightMs?: number;
+  drainMs?: number;
+}
+
+/** How to run `file`: an executable directly, a .js/.cjs bundle with this Node. */
+export function targetOf(file: string, args: readonly string[]): ExecTarget {
+  return /\.c?js$/.test(file) ? { binary: process.execPath, argv: [process.execPath, file, ...args] } : { binary: file, argv: [file, ...args] };
+}
+
+/** This image, to exec again: the bundle it runs, or the single executable it is. */
+export function selfTarget(args: readonly string[]): ExecTarget {
+  const script = process.argv[1];
+  const isBundle = script !== undefined && script !== process.execPath && /\.c?js$/.test(script);
+  return isBundle ? targetOf(path.resolve(script), args) : { binary: process.execPath, argv: [process.execPath, ...args] };
+}
+
+export class Upgrader implements AgentUpgrade {
+  private underWay: string | null = null;
+
+  constructor(private readonly options: UpgraderOptions) {}
+
+  async stage(req: UpgradeRequest): Promise<UpgradePlan> {
+    if (this.underWay) throw failedPrecondition(`upgrade ${this.underWay} is under way; wait for it (Discovery shows the running version)`);
+    if (!/^[0-9a-f]{64}$/.test(req.sha256)) throw invalidArgument(`sha256 ${excerpt(req.sha256)} is not 64 lowercase hex digits`);
+    const file = resolveWithin(this.options.sharedDir, req.binaryPath, 'binary path');
+    const upgradeId = crypto.randomUUID();
+    this.underWay = upgradeId;
+    try {
+      const plan = await this.preflight(upgradeId, file, req.sha256);
+      const target = targetOf(file, this.options.args);
+      // Once the answer has left: the exec drains every connection.
+      setTimeout(() => void this.exec(upgradeId, target), 100);
+      return plan;
+    } catch (err) {
+      this.underWay = null;
+      throw err;
+    }
+  }
+
+  private async preflight(upgradeId: string, file: string, sha256: string): Promise<UpgradePlan> {
+    const log = this.options.log.child({ upgrade: upgradeId, binary: file });
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(file);
+    } catch (err) {
+      throw failedPrecondition(`binary ${file} cannot be read: ${(err as Error).message}`);
+    }
+    if (!st.isFile()) throw failedPrecondition(`binary ${file} is not a regular file`);
+    const bundle = /\.c?js$/.test(file);
+    if (!bundle && (st.mode & 0o111) === 0) throw failedPrecondition(`binary ${file} is not executable (mode ${(st.mode & 0o7777).toString(8)}); chmod +x it`);
+    const digest = crypto.createHash('sha256').update(await fs.promises.readFile(file)).digest('hex');
+    if (digest !== sha256) throw failedPrecondition(`binary ${file} has sha256 ${digest}, not the ${sha256} asked for: refused`);
+    // Room for the handover: the state and the output held, twice over.
+    const snapshot = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'agent-preflight-'));
+    try {
+      const state = captureState(this.options.sources);
+      new StateStore(snapshot).writeNow(state);
+      const free = fs.statfsSync(this.options.stateDir);
+      const need = 2 * (fs.statSync(path.join(snapshot, 'state.json')).size + 64 * 1024 * 1024);
+      if (free.bavail * free.bsize < need) throw failedPrecondition(`not enough space in ${this.options.stateDir} for the handover: ${free.bavail * free.bsize} bytes free, ${need} needed`);
+      const target = targetOf(file, ['--check-state', '--state-dir', snapshot]);
+      const report = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        execFile(target.binary, target.argv.slice(1), { timeout: this.options.preflightMs ?? 30_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+          const last = String(stdout).trim().split('\n').at(-1) ?? '';
+          let parsed: Record<string, unknown> | null = null;
+          try {
+            parsed = JSON.parse(last) as Record<string, unknown>;
+          } catch {
+            // Reported below.
+          }
+          if (err || !parsed || parsed.ok !== true) {
+            reject(failedPrecondition(`the pre-flight run of ${file} failed (${err ? err.message.split('\n')[0] : 'no report'}): ${excerpt(String(parsed?.error ?? stderr).trim(), 300)}`));
+          } else resolve(parsed);
+        });
+      });
+      log.info({ report }, 'upgrade pre-flight passed');
+      return { upgradeId, fromVersion: this.options.sources.agentVersion, toVersion: String(report.version), stateFormat: Number(report.writes_format) };
+    } finally {
+      await fs.promises.rm(snapshot, { recursive: true, force: true });
+    }
+  }
+
+  private async exec(upgradeId: string, target: ExecTarget): Promise<void> {
+    const err = await execInPlace(target, {
+      server: this.options.server(),
+      sources: this.options.sources,
+      stateDir: this.options.stateDir,
+      log: this.options.log.child({ upgrade: upgradeId }),
+      drainMs: this.options.drainMs ?? 2000,
+      self: selfTarget(this.options.args),
+    });
+    this.underWay = null;
+    this.options.log.fatal({ err, upgrade: upgradeId }, 'the upgrade could not exec and this image could not take itself back');
+  }
+}
+
+/** What `agent --check-state --state-dir DIR` prints (one JSON line) and whether it succeeded. */
+export function checkState(stateDir: string, version: string): { ok: boolean; report: Record<string, unknown> } {
+  try {
+    const found = new StateStore(stateDir).read();
+    // The addon this image needs for a takeover loads.
+    native.getpid();
+    return {
+      ok: true,
+      report: {
+        ok: true, version, reads_formats: [OLDEST_READ_FORMAT, STATE_FORMAT], writes_format: STATE_FORMAT,
+        state: found ? { format: found.format, written_by: found.state.writtenBy, containers: found.state.containers.length, unknown_keys: found.unknownKeys } : null,
+        addons: 'loaded',
+      },
+    };
+  } catch (err) {
+    return { ok: false, report: { ok: false, version, error: err instanceof Error ? err.message : String(err) } };
+  }
+}

@@ -1,0 +1,112 @@
+// An in-place upgrade on the host (src/agent/upgrade/): the bundled agent,
+// with a container printing a counter and processes in every state, is told
+// to UpgradeAgent to a copy of itself; it drains, hands over and execs in
+// place. Afterwards: the same agent pid, the same container processes (pid
+// and start time), the counter read on by offset with no gap and no
+// repeat, an exec that ended during the swap has its status, processes kept
+// are still signalled and reaped, and request ids answered before are still
+// answered.
+// Needs root, crun, busybox-static, unshare and `npm run build`.
+// Run: node --import tsx --test test/integration/upgrade.test.ts
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, it } from 'node:test';
+import { AgentClient, AgentCallError } from '../../src/client/client';
+import { processStartTime } from '../../src/agent/process/reaper';
+import { AGENT_BUNDLE, startAgent, type TestAgent } from '../helpers/agent-process';
+import { containerSpec } from '../helpers/spec';
+
+const proc = (args: string[]) => ({ args, cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 }, terminal: false });
+const COUNTER = ['sh', '-c', 'i=0; while [ $i -lt 100000 ]; do echo $i; i=$((i+1)); [ $((i % 50)) -eq 0 ] && sleep 0.01; done; sleep 1000'];
+
+let agent: TestAgent;
+before(async () => {
+  agent = await startAgent();
+});
+after(async () => {
+  await agent?.stop();
+});
+
+/** The counter's lines in `text` must be n, n+1, ... with nothing missing or twice. */
+function assertCounts(text: string, from: number): number {
+  const lines = text.split('\n').filter((l) => l !== '');
+  lines.forEach((l, i) => assert.equal(Number(l), from + i, `line ${i} of the output read after the upgrade`));
+  return from + lines.length;
+}
+
+it('replaces itself in place: same pid, containers and processes kept, output read on by offset, statuses and seqs kept', async () => {
+  const client = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  await client.createContainer({ containerId: 'up', ociSpec: containerSpec({ rootPath: 'busybox', args: COUNTER }) });
+  await client.startContainer({ containerId: 'up' });
+  await client.exec({ containerId: 'up', execId: 'sleeper', process: proc(['sleep', '1000']) });
+  await client.exec({ containerId: 'up', execId: 'short', process: proc(['sh', '-c', 'sleep 1; exit 7']) });
+  // Some of the counter, read and kept: the offset to go on from.
+  let text = '';
+  for await (const c of client.readOutput({ containerId: 'up' })) {
+    text += c.data.toString();
+    if (text.length > 20_000) break;
+  }
+  const cut = text.lastIndexOf('\n') + 1;
+  const next = assertCounts(text.slice(0, cut), 0);
+  const before = await client.getContainer('up');
+  const initPid = before.init!.pid!;
+  const initTicks = processStartTime(initPid);
+  const sleeperPid = before.execs.find((e) => e.execId === 'sleeper')!.pid!;
+  const agentPid = agent.child.pid!;
+
+  // The new binary: a copy of today's bundle (and its addons) in the shared directory.
+  const dir = path.join(agent.sharedDir, 'upgrade');
+  fs.mkdirSync(dir);
+  for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
+  const bytes = fs.readFileSync(path.join(dir, 'agent.cjs'));
+  const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+
+  // Refused, nothing changed: a wrong digest, a path outside the shared directory.
+  await assert.rejects(client.v2('UpgradeAgent', { binary_path: 'upgrade/agent.cjs', sha256: '0'.repeat(64), request_id: 'u-bad' }),
+    (e: unknown) => e instanceof AgentCallError && e.codeName === 'FAILED_PRECONDITION' && /has sha256 .* not the 0+ asked for/.test(e.message));
+  await assert.rejects(client.v2('UpgradeAgent', { binary_path: '/etc/passwd', sha256, request_id: 'u-out' }),
+    (e: unknown) => e instanceof AgentCallError && e.codeName === 'INVALID_ARGUMENT');
+
+  const plan = await client.v2('UpgradeAgent', { binary_path: 'upgrade/agent.cjs', sha256, request_id: 'u-1' });
+  assert.equal(plan.to_version, client.agent.agent_version);
+  assert.equal(plan.state_format, 1);
+  client.close();
+
+  // The new image announces, having taken over.
+  for (const deadline = Date.now() + 30_000; !agent.logs().some((l) => l.msg === 'announce' && l.tookOverFrom); await new Promise((r) => setTimeout(r, 50))) {
+    if (Date.now() > deadline) fs.writeFileSync("/tmp/up.log", agent.lines().join("\n"));
+    assert.ok(Date.now() < deadline, "no takeover announce: see /tmp/up.log");
+  }
+  assert.equal(agent.child.pid, agentPid);
+  assert.ok(agent.alive(), 'the agent process lives on');
+
+  const after = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  try {
+    const c = await after.getContainer('up');
+    assert.equal(c.state, 'running');
+    assert.equal(c.init?.pid, initPid, 'the same init process');
+    assert.equal(processStartTime(initPid), initTicks);
+    assert.equal(c.execs.find((e) => e.execId === 'sleeper')?.pid, sleeperPid);
+    // The exec that ended during the swap: its status.
+    const short = await after.wait({ containerId: 'up', execId: 'short' });
+    assert.equal(short.code, 7);
+    // The counter from the offset kept: no gap, no repeat.
+    let more = '';
+    for await (const chunk of after.readOutput({ containerId: 'up', offset: cut })) {
+      more += chunk.data.toString();
+      if (more.length > 40_000) break;
+    }
+    assertCounts(more.slice(0, more.lastIndexOf('\n') + 1), next);
+    // A request id answered before the upgrade is answered the same after it.
+    const again = await after.v2('UpgradeAgent', { binary_path: 'upgrade/agent.cjs', sha256, request_id: 'u-1' });
+    assert.equal(again.upgrade_id, plan.upgrade_id, 'the retry of the upgrade call gets the first answer, and upgrades nothing');
+    // A process kept across the exec is still the agent's to signal and reap.
+    await after.signal({ containerId: 'up', execId: 'sleeper', signal: 'SIGKILL' });
+    assert.equal((await after.wait({ containerId: 'up', execId: 'sleeper' })).signal, 9);
+    await after.removeContainer({ containerId: 'up' });
+  } finally {
+    after.close();
+  }
+});
