@@ -107,7 +107,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     reaper,
     log,
   );
-  const events = new EventBus({ log: log.child({ module: 'events' }), ...(takeover ? { startSeq: takeover.state.lastEventSeq } : {}) });
+  const events = new EventBus({ log: log.child({ module: 'events' }), ...(takeover ? { restored: { lastSeq: takeover.state.lastEventSeq, events: takeover.events } } : {}) });
   // Exit statuses are judged by the OOM watcher's counts (the guest module's, created below).
   const oomKills = { count: (id: string) => core.guest.oomWatcher.count(id) };
   const sandbox = new Sandbox(

@@ -3,9 +3,9 @@
 // to UpgradeAgent to a copy of itself; it drains, hands over and execs in
 // place. Afterwards: the same agent pid, the same container processes (pid
 // and start time), the counter read on by offset with no gap and no
-// repeat, an exec that ended during the swap has its status, processes kept
-// are still signalled and reaped, and request ids answered before are still
-// answered.
+// repeat, an exec that ended during the swap has its status, an event cursor
+// from before the exec resumes without a gap, processes kept are still
+// signalled and reaped, and request ids answered before are still answered.
 // Needs root, crun, busybox-static, unshare and `npm run build`.
 // Run: node --import tsx --test test/integration/upgrade.test.ts
 import assert from 'node:assert/strict';
@@ -55,6 +55,12 @@ it('replaces itself in place: same pid, containers and processes kept, output re
   const initTicks = processStartTime(initPid);
   const sleeperPid = before.execs.find((e) => e.execId === 'sleeper')!.pid!;
   const agentPid = agent.child.pid!;
+  // An event cursor from before the exec: the first event seen.
+  let cursor = 0;
+  for await (const e of client.watchEvents({ afterSeq: 0 })) {
+    cursor = e.seq;
+    break;
+  }
 
   // The new binary: a copy of today's bundle (and its addons) in the shared directory.
   const dir = path.join(agent.sharedDir, 'upgrade');
@@ -99,6 +105,15 @@ it('replaces itself in place: same pid, containers and processes kept, output re
       if (more.length > 40_000) break;
     }
     assertCounts(more.slice(0, more.lastIndexOf('\n') + 1), next);
+    // The cursor from before the exec resumes: every event after it, in order, the old image's and the new one's.
+    const seqs: number[] = [];
+    let sawShortExit = false;
+    for await (const e of after.watchEvents({ afterSeq: cursor })) {
+      seqs.push(e.seq);
+      if (e.type === 'process_exited' && e.execId === 'short') sawShortExit = true;
+      if (sawShortExit) break;
+    }
+    assert.deepEqual(seqs, seqs.map((_, i) => cursor + 1 + i), 'no event missing or repeated across the exec');
     // A request id answered before the upgrade is answered the same after it.
     const again = await after.v2('UpgradeAgent', { binary_path: 'upgrade/agent.cjs', sha256, request_id: 'u-1' });
     assert.equal(again.upgrade_id, plan.upgrade_id, 'the retry of the upgrade call gets the first answer, and upgrades nothing');

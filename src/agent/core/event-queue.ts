@@ -41,12 +41,24 @@ export class EventQueue<T> {
   constructor(
     readonly capacity = 1024,
     private readonly what = 'event',
-    /** The seq the first event follows: an earlier agent image's last (a takeover), 0 otherwise. */
-    startSeq = 0,
+    /**
+     * An earlier agent image's queue (a takeover): the seq the next event
+     * follows, and the events it held (consecutive, ending at lastSeq), kept
+     * for readers and counted as taken.
+     */
+    restored: { lastSeq: number; events: readonly Sequenced<T>[] } = { lastSeq: 0, events: [] },
   ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity ${capacity} must be a positive integer`);
-    this.lastSeq = startSeq;
-    this.takeCursor = startSeq;
+    const events = restored.events.slice(-capacity);
+    const consecutive = events.every((e, i) => e.seq === restored.lastSeq - events.length + 1 + i);
+    if (consecutive) this.buffer.push(...events);
+    this.lastSeq = restored.lastSeq;
+    this.takeCursor = restored.lastSeq;
+  }
+
+  /** The events held now, oldest first (what a takeover hands on). */
+  held(): Sequenced<T>[] {
+    return [...this.buffer];
   }
 
   /** Seq of the newest event (0 if none yet): a cursor that reads only what comes next. */

@@ -96,11 +96,11 @@ export interface EventBusOptions {
   /** Where a throwing subscriber is reported. */
   log?: Logger;
   /**
-   * The last seq an earlier agent image handed out (a takeover): seqs go on
-   * after it, so a client's cursor stays meaningful. Events before it are
-   * not held (a cursor before it is out of range).
+   * An earlier agent image's bus (a takeover): seqs go on after its last,
+   * and the events it held are held here, so a client's cursor from before
+   * the exec resumes.
    */
-  startSeq?: number;
+  restored?: { lastSeq: number; events: readonly Sequenced<CoreEvent>[] };
 }
 
 export type EventListener = (item: Sequenced<CoreEvent>) => void;
@@ -110,7 +110,8 @@ export class EventBus {
   private readonly listeners = new Set<EventListener>();
 
   constructor(private readonly options: EventBusOptions = {}) {
-    this.queue = new EventQueue<CoreEvent>(options.capacity ?? DEFAULT_EVENT_CAPACITY, 'event', options.startSeq ?? 0);
+    for (const e of options.restored?.events ?? []) if (e.event.type === 'process-exited') Object.freeze(e.event.status);
+    this.queue = new EventQueue<CoreEvent>(options.capacity ?? DEFAULT_EVENT_CAPACITY, 'event', options.restored);
   }
 
   get capacity(): number {
@@ -120,6 +121,11 @@ export class EventBus {
   /** Seq of the newest event, 0 before the first: the cursor that reads only what comes next ("from now"). */
   get lastSeq(): number {
     return this.queue.head;
+  }
+
+  /** The events held now, oldest first: what an exec in place hands on. */
+  held(): Sequenced<CoreEvent>[] {
+    return this.queue.held();
   }
 
   /** Seq of the oldest event still kept (lastSeq + 1 when none is): cursors from oldestSeq - 1 on are served. */

@@ -89,7 +89,7 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
       // Not open: the new image gets /dev/null there, as any process does.
     }
   }
-  const file = writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self }, held);
+  const file = writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self, events: sources.events.held() }, held);
   const env = [...Object.entries(process.env).filter(([k]) => k !== HANDOVER_ENV).map(([k, v]) => `${k}=${v}`), `${HANDOVER_ENV}=${file}`];
   log.info({ binary: target.binary, handover: file, fds: named.length, containers: state.containers.length }, 'exec in place');
   let failure: Error;

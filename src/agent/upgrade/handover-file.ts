@@ -25,6 +25,8 @@ export interface HandoverFile {
   output: Record<string, string>;
   /** How to run the image that wrote it again (a rollback). */
   previous: { binary: string; argv: string[] };
+  /** The events its bus held, oldest first (core/events.ts Sequenced<CoreEvent>, as JSON). */
+  events: unknown[];
 }
 
 export const outputKey = (containerId: string, execId: string, stream: 'stdout' | 'stderr') => `${containerId}/${execId}/${stream}`;
@@ -46,7 +48,7 @@ export function writeHandover(stateDir: string, h: Omit<HandoverFile, 'output'>,
     writeSynced(path.join(dir, name), bytes);
     output[key] = name;
   }
-  const doc = { format: HANDOVER_FORMAT, from: h.from, state: JSON.parse(encodeState(h.state)), fds: h.fds, listeners: h.listeners, output, previous: h.previous };
+  const doc = { format: HANDOVER_FORMAT, from: h.from, state: JSON.parse(encodeState(h.state)), fds: h.fds, listeners: h.listeners, output, previous: h.previous, events: h.events };
   const file = path.join(dir, 'handover.json');
   writeSynced(`${file}.tmp`, Buffer.from(JSON.stringify(doc)));
   fs.renameSync(`${file}.tmp`, file);
@@ -65,6 +67,7 @@ export function readHandover(file: string): { handover: HandoverFile; held: (key
     listeners: (doc.listeners ?? {}) as Record<string, string>,
     output: (doc.output ?? {}) as Record<string, string>,
     previous: doc.previous as HandoverFile['previous'],
+    events: Array.isArray(doc.events) ? doc.events : [],
   };
   const dir = path.dirname(file);
   const held = (key: string) => {

@@ -6,6 +6,7 @@
 // serve whatever the old image left.
 import fs from 'node:fs';
 import type { RestoredContainer, RestoredProcess } from '../core/container';
+import type { CoreEvent, Sequenced } from '../core/events';
 import type { Logger } from '../log';
 import { ProcessIO } from '../process/process-io';
 import type { AgentState, ContainerRecord, ProcessRecord } from '../state/document';
@@ -17,6 +18,8 @@ import { stdioFdName } from './exec-in-place';
 export interface Takeover {
   from: string;
   state: AgentState;
+  /** The events the previous image's bus held (what EventBus restored takes). */
+  events: Sequenced<CoreEvent>[];
   previous: HandoverFile['previous'];
   /** The listening fd handed over for `address`, if any. */
   listenerFd(address: string): number | undefined;
@@ -50,6 +53,7 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
   return {
     from: handover.from,
     state: handover.state,
+    events: heldEvents(handover.events, handover.state.lastEventSeq, log),
     previous: handover.previous,
     listenerFd: (address) => {
       const name = handover.listeners[address];
@@ -74,6 +78,17 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
       });
     },
   };
+}
+
+/** The events handed over, if they are what the bus can take (consecutive seqs ending at the last one); none otherwise. */
+function heldEvents(raw: unknown[], lastSeq: number, log: Logger): Sequenced<CoreEvent>[] {
+  const events = raw as Array<Sequenced<CoreEvent>>;
+  const ok = events.every((e, i) => e && typeof e === 'object' && e.seq === lastSeq - events.length + 1 + i && typeof e.event?.type === 'string');
+  if (!ok) {
+    log.warn({ events: raw.length, lastSeq }, 'the events handed over are not a run of seqs ending at the last one: not kept (cursors from before the exec are out of range)');
+    return [];
+  }
+  return events;
 }
 
 function restoredContainer(c: ContainerRecord): RestoredContainer {
