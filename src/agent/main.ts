@@ -131,8 +131,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     // The guest's life is the sandbox's: once it is destroyed, the VM powers off,
     // but only after the answer to DestroySandbox has left (see drainThenPowerOff).
     onSandboxDestroyed: () => (guestInit ? drainThenPowerOff('sandbox destroyed') : log.info('sandbox destroyed')),
+    image: {
+      startedAt: Date.now(),
+      upgrades: takeover?.image.upgrades ?? 0,
+      failedUpgrades: takeover?.image.failedUpgrades ?? 0,
+      upgradeId: takeover?.image.upgradeId ?? '',
+      previousVersion: takeover?.from ?? '',
+    },
     upgrade: new Upgrader({
       server: () => agentServer,
+      image: () => core.image,
       sources: { sandbox, requests, events, agentVersion: AGENT_VERSION },
       stateDir: config.stateDir,
       sharedDir: config.sharedDir,

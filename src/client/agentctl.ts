@@ -4,6 +4,7 @@
 // names as in the protos, or camelCase, values parsed as JSON when they
 // parse, `@FILE` reads a file) or one JSON object.
 //   agentctl --addr unix:///run/agent.sock CreateContainer container_id=c1 oci_spec_json=@config.json
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { AgentV1Service, AgentV2Service } from '../protocol';
@@ -36,6 +37,11 @@ Commands:
                   the process's output (the init's without EXEC) from offset N (default 0),
                   following it to the end, as raw bytes on stdout. v2: ReadOutput; v1: ReadStdout
                   or ReadStderr polls (v1 reads consume: no going back)
+  upgrade --binary PATH [--sha256 HEX | --local FILE] [--timeout S]
+                  v2 UpgradeAgent: the agent checks and pre-flights PATH (as it sees it, inside its
+                  shared directory), answers, and execs it in place; then this waits for the new
+                  image (Discovery's image.upgrade_id) and prints each step and the blackout. The
+                  sha256 is --sha256, or that of --local FILE (the same file as seen here), or of PATH
   list            every command, and the versions that have it
 
 agentctl prints the protocol in use on stderr. Values: numbers, booleans, arrays and objects are
@@ -210,11 +216,11 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
     const v1 = new Set(v1Methods());
     const v2 = new Set(v2Methods());
     const rpcs = [...new Set([...v1, ...v2])].sort();
-    out(['Negotiate', 'watch\tv2', 'attach\tv1 v2', ...rpcs.map((m) => `${m}\t${[v1.has(m) ? 'v1' : '', v2.has(m) ? 'v2' : ''].filter(Boolean).join(' ')}`)].join('\n'));
+    out(['Negotiate', 'watch\tv2', 'attach\tv1 v2', 'upgrade\tv2', ...rpcs.map((m) => `${m}\t${[v1.has(m) ? 'v1' : '', v2.has(m) ? 'v2' : ''].filter(Boolean).join(' ')}`)].join('\n'));
     return 0;
   }
   const lower = command.toLowerCase();
-  const special = lower === 'negotiate' || lower === 'watch' || lower === 'attach';
+  const special = lower === 'negotiate' || lower === 'watch' || lower === 'attach' || lower === 'upgrade';
   if (!special && 'error' in route(command, 'v2', false)) {
     out(`agentctl: unknown command ${command}; "agentctl list" shows them`);
     return 2;
@@ -225,6 +231,14 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
   try {
     if (lower === 'watch') ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['after', 'count'], bool: ['from-now'] }));
     if (lower === 'attach') ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['stream', 'offset'], bool: [] }));
+    if (lower === 'upgrade') {
+      ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['binary', 'sha256', 'local', 'timeout'], bool: [] }));
+      if (typeof cmdFlags.binary !== 'string' || args.length > 0) {
+        out('agentctl: usage: upgrade --binary PATH [--sha256 HEX | --local FILE] [--timeout S]');
+        return 2;
+      }
+      count(cmdFlags.timeout, '--timeout');
+    }
     if ((lower === 'watch' && args.length > 0) || (lower === 'attach' && (args.length < 1 || args.length > 2))) {
       out(`agentctl: usage: ${lower === 'watch' ? 'watch [--after SEQ] [--from-now] [--count N]' : 'attach CONTAINER [EXEC] [--stream stdout|stderr] [--offset N]'}`);
       return 2;
@@ -289,6 +303,10 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
       err(`agentctl: end of ${stream} at offset ${end}`);
       return 0;
     }
+    if (lower === 'upgrade') {
+      what = 'upgrade';
+      return await upgrade(client, addr, cmdFlags, { out, err, json });
+    }
     const r = route(command, client.protocol, protocol !== undefined);
     if ('error' in r) {
       out(`agentctl: ${r.error}`);
@@ -320,6 +338,52 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
   } finally {
     client.close();
     await booted?.stop();
+  }
+}
+
+/**
+ * agentctl upgrade: UpgradeAgent, then Negotiate on fresh connections until
+ * the image that answers is the one this upgrade started (or one that counts
+ * it as failed). The blackout is from the answer to the first call the new
+ * image answered.
+ */
+async function upgrade(client: AgentClient, addr: string, flags: Record<string, string | true>, io: { out: (s: string) => void; err: (s: string) => void; json: boolean }): Promise<number> {
+  const binary = flags.binary as string;
+  const sha256 = typeof flags.sha256 === 'string'
+    ? flags.sha256
+    : createHash('sha256').update(fs.readFileSync(typeof flags.local === 'string' ? flags.local : binary)).digest('hex');
+  const failedBefore = client.agent.image?.failed_upgrades ?? 0;
+  const t0 = performance.now();
+  const plan = await client.v2('UpgradeAgent', { binary_path: binary, sha256 }, { retry: true });
+  const answered = performance.now();
+  io.err(`agentctl: upgrade ${plan.upgrade_id}: ${plan.from_version} -> ${plan.to_version} (state format ${plan.state_format}), checked and pre-flighted in ${(answered - t0).toFixed(0)} ms; the agent drains and execs`);
+  client.close();
+  const deadline = Date.now() + (count(flags.timeout, '--timeout') ?? 60) * 1000;
+  for (;;) {
+    if (Date.now() > deadline) {
+      io.out(`agentctl: upgrade failed: no agent answered as the new image within ${flags.timeout ?? 60} s`);
+      return 1;
+    }
+    let c: AgentClient | null = null;
+    try {
+      c = await AgentClient.connect(addr, { connectTimeout: 2, protocols: ['v2', 'v1'] });
+      const image = c.agent.image;
+      if (image?.upgrade_id === plan.upgrade_id) {
+        const blackout = performance.now() - answered;
+        const result = { upgrade_id: plan.upgrade_id, from_version: plan.from_version, version: c.agent.agent_version, upgrades: image.upgrades, blackout_ms: Math.round(blackout) };
+        io.out(io.json ? JSON.stringify(result) : `upgraded: agent ${c.agent.agent_version} serving (upgrade ${image.upgrades} of this agent process); blackout ${blackout.toFixed(0)} ms (answer to the first call answered by the new image)`);
+        return 0;
+      }
+      if ((image?.failed_upgrades ?? 0) > failedBefore) {
+        io.out(`agentctl: upgrade failed: the agent ${c.agent.agent_version} took its own state back (failed upgrades: ${image!.failed_upgrades}); its log says why`);
+        return 1;
+      }
+    } catch {
+      // Not serving yet: the exec is under way.
+    } finally {
+      c?.close();
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

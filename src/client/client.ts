@@ -836,7 +836,7 @@ async function negotiate(addr: string, clients: Clients, options: ConnectOptions
     }
     fallback = `${why}; speaking v1`;
     log('warn', `falling back to protocol v1: ${why}`, { address: addr });
-    agent = { agent_version: 'unknown', agent_build: '', protocol_versions: ['v1'], selected_version: 'v1', capabilities: [], limits: {}, policy: null };
+    agent = { agent_version: 'unknown', agent_build: '', protocol_versions: ['v1'], selected_version: 'v1', capabilities: [], limits: {}, policy: null, image: null };
     checkCapabilities(addr, options, agent, 'v1', sides);
     return { agent, negotiated: { version: 'v1', fallback } };
   }

@@ -20,6 +20,13 @@ export function discoveryHandlers(core: AgentCore, rpc: RpcBoundary) {
         capabilities: [...CAPABILITIES],
         limits: { max_message_bytes: core.config.maxMessageBytes, output_buffer_bytes: core.config.outputBufferBytes },
         policy: { loaded: core.policy.loaded, digest: core.policy.digest, source: core.policy.source, error: core.policy.error ?? '' },
+        image: {
+          started_at_unix_ms: core.image.startedAt,
+          upgrades: core.image.upgrades,
+          failed_upgrades: core.image.failedUpgrades,
+          upgrade_id: core.image.upgradeId,
+          previous_version: core.image.previousVersion,
+        },
       };
     }),
   } satisfies DiscoveryHandlers;

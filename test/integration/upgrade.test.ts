@@ -10,6 +10,7 @@
 // Run: node --import tsx --test test/integration/upgrade.test.ts
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
@@ -121,6 +122,33 @@ it('replaces itself in place: same pid, containers and processes kept, output re
     await after.signal({ containerId: 'up', execId: 'sleeper', signal: 'SIGKILL' });
     assert.equal((await after.wait({ containerId: 'up', execId: 'sleeper' })).signal, 9);
     await after.removeContainer({ containerId: 'up' });
+  } finally {
+    after.close();
+  }
+});
+
+it('agentctl upgrade waits for the new image and prints the blackout; Discovery counts the upgrades', async () => {
+  const before = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  const upgradesBefore = before.agent.image!.upgrades;
+  assert.ok(upgradesBefore >= 1, 'the first test upgraded once');
+  assert.equal(before.agent.image!.previous_version, before.agent.agent_version);
+  await before.createContainer({ containerId: 'ctl', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
+  await before.startContainer({ containerId: 'ctl' });
+  const pid = (await before.getContainer('ctl')).init!.pid;
+  before.close();
+  const local = path.join(agent.sharedDir, 'upgrade', 'agent.cjs');
+  const r = spawnSync(process.execPath, [path.join(path.dirname(AGENT_BUNDLE), 'agentctl.cjs'), '--addr', agent.addr, '--json', 'upgrade', '--binary', 'upgrade/agent.cjs', '--local', local],
+    { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  assert.equal(result.upgrades, upgradesBefore + 1);
+  assert.ok(Number.isInteger(result.blackout_ms) && result.blackout_ms >= 0);
+  assert.match(r.stderr, /checked and pre-flighted in \d+ ms/);
+  const after = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  try {
+    assert.equal(after.agent.image!.upgrade_id, result.upgrade_id);
+    assert.equal((await after.getContainer('ctl')).init!.pid, pid, 'the container kept across a second upgrade');
+    await after.removeContainer({ containerId: 'ctl' });
   } finally {
     after.close();
   }

@@ -34,6 +34,19 @@ export interface AgentCore {
   onSandboxDestroyed(): void;
   /** In-place upgrade of the agent itself (upgrade/upgrader.ts implements it; the core only names it). */
   upgrade: AgentUpgrade;
+  /** This agent image, and the in-place upgrades of this process that led to it (Discovery shows it). */
+  image: AgentImage;
+}
+
+export interface AgentImage {
+  /** When this image started (the exec that made it, or the boot), ms since the epoch. */
+  startedAt: number;
+  upgrades: number;
+  failedUpgrades: number;
+  /** The upgrade that started this image; '' after a boot. */
+  upgradeId: string;
+  /** The version of the image this one took over from; '' after a boot. */
+  previousVersion: string;
 }
 
 export interface UpgradeRequest {

@@ -31,6 +31,9 @@ export interface ExecInPlaceDeps {
   drainMs: number;
   /** How to run this image again (a rollback, or when the new one cannot be exec'd). */
   self: ExecTarget;
+  /** This image's counters (core.image), and the id of the upgrade under way. */
+  image: { upgrades: number; failedUpgrades: number };
+  upgradeId: string;
 }
 
 /** Every process of every container, with its container. */
@@ -89,7 +92,9 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
       // Not open: the new image gets /dev/null there, as any process does.
     }
   }
-  const file = writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self, events: sources.events.held() }, held);
+  const handover = (image: { upgrades: number; failedUpgrades: number; upgradeId: string }) =>
+    writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self, events: sources.events.held(), image }, held);
+  const file = handover({ upgrades: deps.image.upgrades + 1, failedUpgrades: deps.image.failedUpgrades, upgradeId: deps.upgradeId });
   const env = [...Object.entries(process.env).filter(([k]) => k !== HANDOVER_ENV).map(([k, v]) => `${k}=${v}`), `${HANDOVER_ENV}=${file}`];
   log.info({ binary: target.binary, handover: file, fds: named.length, containers: state.containers.length }, 'exec in place');
   let failure: Error;
@@ -100,6 +105,8 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
     log.error({ err, binary: target.binary }, 'exec in place failed; this image takes its own handover back');
   }
   try {
+    // The same state, counted as a failed upgrade.
+    handover({ upgrades: deps.image.upgrades, failedUpgrades: deps.image.failedUpgrades + 1, upgradeId: '' });
     native.execve(deps.self.binary, deps.self.argv, env);
   } catch (err) {
     log.fatal({ err, binary: deps.self.binary }, 'exec of this image failed too: the agent serves nothing now');

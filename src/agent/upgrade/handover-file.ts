@@ -27,6 +27,8 @@ export interface HandoverFile {
   previous: { binary: string; argv: string[] };
   /** The events its bus held, oldest first (core/events.ts Sequenced<CoreEvent>, as JSON). */
   events: unknown[];
+  /** The counters as the image taking over is to show them. */
+  image: { upgrades: number; failedUpgrades: number; upgradeId: string };
 }
 
 export const outputKey = (containerId: string, execId: string, stream: 'stdout' | 'stderr') => `${containerId}/${execId}/${stream}`;
@@ -48,7 +50,7 @@ export function writeHandover(stateDir: string, h: Omit<HandoverFile, 'output'>,
     writeSynced(path.join(dir, name), bytes);
     output[key] = name;
   }
-  const doc = { format: HANDOVER_FORMAT, from: h.from, state: JSON.parse(encodeState(h.state)), fds: h.fds, listeners: h.listeners, output, previous: h.previous, events: h.events };
+  const doc = { format: HANDOVER_FORMAT, from: h.from, state: JSON.parse(encodeState(h.state)), fds: h.fds, listeners: h.listeners, output, previous: h.previous, events: h.events, image: h.image };
   const file = path.join(dir, 'handover.json');
   writeSynced(`${file}.tmp`, Buffer.from(JSON.stringify(doc)));
   fs.renameSync(`${file}.tmp`, file);
@@ -68,6 +70,7 @@ export function readHandover(file: string): { handover: HandoverFile; held: (key
     output: (doc.output ?? {}) as Record<string, string>,
     previous: doc.previous as HandoverFile['previous'],
     events: Array.isArray(doc.events) ? doc.events : [],
+    image: imageOf(doc.image),
   };
   const dir = path.dirname(file);
   const held = (key: string) => {
@@ -75,6 +78,12 @@ export function readHandover(file: string): { handover: HandoverFile; held: (key
     return name ? fs.readFileSync(path.join(dir, path.basename(name))) : Buffer.alloc(0);
   };
   return { handover, held };
+}
+
+function imageOf(raw: unknown): HandoverFile['image'] {
+  const o = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
+  const count = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : 0);
+  return { upgrades: count(o.upgrades), failedUpgrades: count(o.failedUpgrades), upgradeId: typeof o.upgradeId === 'string' ? o.upgradeId : '' };
 }
 
 function writeSynced(file: string, bytes: Buffer): void {

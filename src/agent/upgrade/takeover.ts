@@ -18,6 +18,8 @@ import { stdioFdName } from './exec-in-place';
 export interface Takeover {
   from: string;
   state: AgentState;
+  /** The counters the previous image passed on for this one. */
+  image: HandoverFile['image'];
   /** The events the previous image's bus held (what EventBus restored takes). */
   events: Sequenced<CoreEvent>[];
   previous: HandoverFile['previous'];
@@ -53,6 +55,7 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
   return {
     from: handover.from,
     state: handover.state,
+    image: handover.image,
     events: heldEvents(handover.events, handover.state.lastEventSeq, log),
     previous: handover.previous,
     listenerFd: (address) => {

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentUpgrade, UpgradePlan, UpgradeRequest } from '../core';
+import type { AgentImage, AgentUpgrade, UpgradePlan, UpgradeRequest } from '../core';
 import { excerpt, failedPrecondition, invalidArgument } from '../errors';
 import type { Logger } from '../log';
 import type { AgentServer } from '../server/server';
@@ -20,6 +20,8 @@ import { execInPlace, type ExecTarget } from './exec-in-place';
 
 export interface UpgraderOptions {
   server: () => AgentServer;
+  /** This image's counters (core.image). */
+  image: () => AgentImage;
   sources: StateSources;
   stateDir: string;
   sharedDir: string;
@@ -117,6 +119,8 @@ export class Upgrader implements AgentUpgrade {
       log: this.options.log.child({ upgrade: upgradeId }),
       drainMs: this.options.drainMs ?? 2000,
       self: selfTarget(this.options.args),
+      image: this.options.image(),
+      upgradeId,
     });
     this.underWay = null;
     this.options.log.fatal({ err, upgrade: upgradeId }, 'the upgrade could not exec and this image could not take itself back');
