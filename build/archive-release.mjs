@@ -1,7 +1,8 @@
 // Archives a release for the compatibility suite (docs/compatibility.md,
 // "Release archives and the version matrix"):
 // the bundled agent and agentctl, our addons, the protos, golden encodings of
-// every message (build/golden.mjs), and what it was (RELEASE.json), with the
+// every message (build/golden.mjs), the state file the agent writes
+// (state/state.json, from 0.4.0), and what it was (RELEASE.json), with the
 // sha256 of every file (SHA256SUMS, `sha256sum -c` format).
 //   npm run build && node build/archive-release.mjs 0.2.0
 //   node build/archive-release.mjs 0.2.0 --out /tmp/scratch-archive   (a scratch copy, anywhere)
@@ -38,8 +39,13 @@ export function sourceVersion(file = path.join(repo, 'src/agent/version.ts')) {
   return { version, protocols };
 }
 
-/** Starts the bundle on a private unix socket and returns its announce line (version, build, protocols). */
-export async function bundleAnnounce(bundle, timeoutMs = 15000) {
+/**
+ * Starts the bundle on a private unix socket and returns its announce line
+ * (version, build, protocols). With `stateSample`, the state file the bundle
+ * writes at start (from 0.4.0) is copied there: the release's own sample of
+ * its state format, which every later release must read.
+ */
+export async function bundleAnnounce(bundle, timeoutMs = 15000, stateSample = null) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'archive-announce-'));
   const child = spawn(process.execPath, [
     bundle, '--server-addr', `unix://${path.join(dir, 'agent.sock')}`, '--state-dir', path.join(dir, 'state'),
@@ -67,6 +73,18 @@ export async function bundleAnnounce(bundle, timeoutMs = 15000) {
         clearTimeout(timer);
         reject(new Error(`${bundle} exited (code ${code}, signal ${signal}) before announcing itself:\n${output}`));
       });
+    }).then(async (announce) => {
+      if (!stateSample) return announce;
+      // Something in it: a sandbox, made with a request id (containers would need crun and a root file system).
+      execFileSync(process.execPath, [path.join(path.dirname(bundle), 'agentctl.cjs'), '--addr', `unix://${path.join(dir, 'agent.sock')}`, '--protocol', '2',
+        'CreateSandbox', 'sandbox_id=sample', 'request_id=state-sample-1'], { stdio: 'ignore' });
+      const file = path.join(dir, 'state', 'state.json');
+      for (const deadline = Date.now() + 5000; !(existsSync(file) && readFileSync(file, 'utf8').includes('state-sample-1')); await new Promise((r) => setTimeout(r, 50))) {
+        if (Date.now() > deadline) throw new Error(`${bundle} wrote no ${file} with the sample sandbox within 5 s`);
+      }
+      mkdirSync(path.dirname(stateSample), { recursive: true });
+      cpSync(file, stateSample);
+      return announce;
     });
   } finally {
     if (child.exitCode === null && child.signalCode === null) {
@@ -121,7 +139,9 @@ async function main() {
   if (dirty && !allowDirty && !scratch) {
     throw new Error(`uncommitted changes to what goes into the bundle (the archive would not be build ${head}):\n${dirty}\ncommit them (or archive from a clean checkout)`);
   }
-  const announced = await bundleAnnounce(path.join(repo, 'dist', 'agent.cjs'));
+  const sampleDir = mkdtempSync(path.join(os.tmpdir(), 'archive-state-'));
+  const sample = path.join(sampleDir, 'state.json');
+  const announced = await bundleAnnounce(path.join(repo, 'dist', 'agent.cjs'), 15000, sample);
   const problems = [];
   if (announced.version !== source.version) problems.push(`dist/agent.cjs announces version ${announced.version}, src/agent/version.ts says ${source.version}`);
   if (JSON.stringify(announced.protocols) !== JSON.stringify(source.protocols)) {
@@ -136,12 +156,16 @@ async function main() {
     for (const f of FILES) cpSync(path.join(repo, 'dist', f), path.join(out, f));
     cpSync(path.join(repo, 'proto'), path.join(out, 'proto'), { recursive: true });
     const golden = writeGolden(path.join(out, 'golden'), path.join(out, 'proto'));
+    // The state sample, as the release wrote it (state/state.json; test/compat/state-samples.test.ts).
+    cpSync(sample, path.join(out, 'state', 'state.json'));
+    rmSync(sampleDir, { recursive: true, force: true });
     writeFileSync(path.join(out, 'RELEASE.json'), JSON.stringify({
       version: scratch ? announced.version : version,
       build: announced.build,
       protocols: announced.protocols,
       node: process.version,
       golden: 'golden/index.json',
+      state_sample: 'state/state.json',
       ...(scratch ? { scratch: `archived as ${version} with --out: not a release` } : {}),
     }, null, 2) + '\n');
     writeFileSync(path.join(out, 'SHA256SUMS'), checksums(out));
