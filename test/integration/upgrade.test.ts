@@ -153,3 +153,49 @@ it('agentctl upgrade waits for the new image and prints the blackout; Discovery 
     after.close();
   }
 });
+
+// Every archived release with the mechanism (those with a state sample): upgraded in place to
+// today's build, and today's build downgraded in place to it, a container kept both ways.
+const RELEASES = path.join(path.dirname(AGENT_BUNDLE), '..', 'test', 'fixtures', 'releases');
+for (const version of fs.readdirSync(RELEASES).filter((v) => fs.existsSync(path.join(RELEASES, v, 'state', 'state.json')))) {
+  it(`archived ${version} -> today's build -> ${version}, in place, a container kept`, async () => {
+    const old = await startAgent({ bundle: path.join(RELEASES, version, 'agent.cjs') });
+    try {
+      const stage = (from: string, name: string) => {
+        const dir = path.join(old.sharedDir, name);
+        fs.mkdirSync(dir);
+        for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(from, f), path.join(dir, f));
+        return { binary_path: `${name}/agent.cjs`, sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex') };
+      };
+      const upgradeTo = async (target: { binary_path: string; sha256: string }, n: number) => {
+        const c = await AgentClient.connect(old.addr, { protocols: ['v2'] });
+        const plan = await c.v2('UpgradeAgent', { ...target, request_id: `matrix-${n}` });
+        c.close();
+        for (const deadline = Date.now() + 30_000; ;) {
+          assert.ok(Date.now() < deadline, 'the new image never answered');
+          const probe = await AgentClient.connect(old.addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
+          if (probe?.agent.image?.upgrade_id === plan.upgrade_id) return probe;
+          probe?.close();
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      };
+      const first = await AgentClient.connect(old.addr, { protocols: ['v2'] });
+      assert.equal(first.agent.agent_version, version);
+      await first.createContainer({ containerId: 'm', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
+      await first.startContainer({ containerId: 'm' });
+      const pid = (await first.getContainer('m')).init!.pid;
+      first.close();
+      const today = await upgradeTo(stage(path.dirname(AGENT_BUNDLE), 'today'), 1);
+      assert.equal((await today.getContainer('m')).init!.pid, pid, `kept by today's build after ${version}`);
+      assert.equal(today.agent.image!.previous_version, version);
+      today.close();
+      const back = await upgradeTo(stage(path.join(RELEASES, version), 'back'), 2);
+      assert.equal(back.agent.agent_version, version);
+      assert.equal((await back.getContainer('m')).init!.pid, pid, `kept by ${version} after today's build`);
+      await back.removeContainer({ containerId: 'm' });
+      back.close();
+    } finally {
+      await old.stop();
+    }
+  });
+}
