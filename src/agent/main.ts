@@ -16,6 +16,7 @@ import { StateKeeper } from './state/keeper';
 import { revived } from './state/capture';
 import { takeOver } from './upgrade/takeover';
 import { checkState, Upgrader } from './upgrade/upgrader';
+import { commitOrRollBack } from './upgrade/commit';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
 import { isGuestInit } from './machine';
@@ -33,6 +34,8 @@ import { AGENT_VERSION, PROTOCOL_VERSIONS, agentBuild } from './version';
 
 /** How long a power-off waits for in-flight calls to finish, then for written answers to leave. */
 const DRAIN_TIMEOUT_MS = 3000;
+/** How long an image that took over has to be healthy before it commits (else it rolls back: upgrade/commit.ts). */
+const COMMIT_DEADLINE_MS = 30_000;
 /** The host's vsock address. */
 const HOST_CID = 2;
 const FLUSH_MS = 200;
@@ -119,6 +122,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (guestInit && !takeover) await bringUpLoopback(network, log);
   const callMetrics = new RpcMetrics();
   const requests = new RequestLedger({ onSettled: () => keeper?.changed() });
+  let upgrader!: Upgrader;
   const core: AgentCore = {
     config,
     sandbox,
@@ -138,7 +142,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       upgradeId: takeover?.image.upgradeId ?? '',
       previousVersion: takeover?.from ?? '',
     },
-    upgrade: new Upgrader({
+    upgrade: (upgrader = new Upgrader({
       server: () => agentServer,
       image: () => core.image,
       sources: { sandbox, requests, events, agentVersion: AGENT_VERSION },
@@ -146,11 +150,12 @@ export async function main(argv: readonly string[]): Promise<void> {
       sharedDir: config.sharedDir,
       args: argv,
       log: log.child({ module: 'upgrade' }),
-    }),
+    })),
   };
+  let unrestored: string[] = [];
   if (takeover) {
     core.requests.restore(takeover.state.requests.map((r) => ({ ...r, result: revived(r.result) })));
-    await sandbox.restore(takeover.sandbox, takeover.stdio);
+    unrestored = await sandbox.restore(takeover.sandbox, takeover.stdio);
     log.info({ from: takeover.from, containers: sandbox.list().length, lastEventSeq: events.lastSeq }, 'took over from the previous agent image');
   }
   core.guest.start();
@@ -163,6 +168,19 @@ export async function main(argv: readonly string[]): Promise<void> {
     agentServer.listeners.add(spec, takeover?.listenerFd(formatAddress(spec)));
   }
   const listeners = await agentServer.listeners.settled();
+  if (takeover) {
+    void commitOrRollBack({
+      listeners: Promise.resolve(listeners),
+      inherited: takeover.inherited,
+      unrestored,
+      deadlineMs: COMMIT_DEADLINE_MS,
+      env: process.env,
+      rollbackAllowed: takeover.rollbackAllowed,
+      rollBack: (reason) => upgrader.rollBack(takeover.previous, reason),
+      commit: takeover.commit,
+      log: log.child({ module: 'upgrade' }),
+    });
+  }
   if (!mustNotExit && !listeners.some((l) => l.state === 'serving')) {
     agentServer.listeners.close();
     throw new Error(`no listener could be opened: ${listeners.map((l) => `${l.address}: ${l.lastError}`).join('; ')}`);

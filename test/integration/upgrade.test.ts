@@ -199,3 +199,41 @@ for (const version of fs.readdirSync(RELEASES).filter((v) => fs.existsSync(path.
     }
   });
 }
+
+it('an image unhealthy after the takeover rolls back to the previous one: counted as failed, the container kept', async () => {
+  // The fault is a fake (upgrade/commit.ts): nothing real makes a fresh image unhealthy on purpose.
+  const faulty = await startAgent({ env: { AGENT_FAKE_FAULT: 'unhealthy-after-takeover' } });
+  try {
+    const c = await AgentClient.connect(faulty.addr, { protocols: ['v2'] });
+    await c.createContainer({ containerId: 'rb', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
+    await c.startContainer({ containerId: 'rb' });
+    const pid = (await c.getContainer('rb')).init!.pid;
+    const dir = path.join(faulty.sharedDir, 'next');
+    fs.mkdirSync(dir);
+    for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
+    const sha256 = crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex');
+    await c.v2('UpgradeAgent', { binary_path: 'next/agent.cjs', sha256, request_id: 'rb-1' });
+    c.close();
+    let back: AgentClient | null = null;
+    for (const deadline = Date.now() + 30_000; ;) {
+      assert.ok(Date.now() < deadline, `no rollback seen:\n${faulty.lines().slice(-15).join('\n')}`);
+      back = await AgentClient.connect(faulty.addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
+      if (back && back.agent.image!.failed_upgrades === 1) break;
+      back?.close();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      assert.equal(back!.agent.image!.upgrades, 0, 'the rolled-back image counts no upgrade');
+      assert.equal(back!.agent.image!.upgrade_id, '');
+      assert.equal((await back!.getContainer('rb')).init!.pid, pid);
+      const logs = faulty.logs();
+      assert.ok(logs.some((l) => l.msg === 'rolling back to the previous agent image' && String(l.reason).includes('fake fault')));
+      assert.ok(logs.some((l) => l.msg === 'not healthy after the takeover, but this image was itself rolled back to: committing anyway'), 'no second rollback');
+      await back!.removeContainer({ containerId: 'rb' });
+    } finally {
+      back!.close();
+    }
+  } finally {
+    await faulty.stop();
+  }
+});

@@ -129,9 +129,10 @@ export class Sandbox {
    * in place): its id, its storages (mounted already), and its containers,
    * each restored with the stdio `stdio` builds for its processes. A
    * container that cannot be restored (its bundle is gone) is logged and
-   * left out; the others are kept.
+   * left out; the others are kept. Returns the ids of those left out.
    */
-  async restore(saved: { id: string | null; dnsGiven: boolean; storages: SavedStorage[]; containers: RestoredContainer[] }, stdio: (containerId: string, execId: string) => ProcessIO): Promise<void> {
+  async restore(saved: { id: string | null; dnsGiven: boolean; storages: SavedStorage[]; containers: RestoredContainer[] }, stdio: (containerId: string, execId: string) => ProcessIO): Promise<string[]> {
+    const failed: string[] = [];
     this.id = saved.id;
     this.dnsGiven = saved.dnsGiven;
     this.storage.adopt(saved.storages);
@@ -139,9 +140,11 @@ export class Sandbox {
       try {
         this.containers.set(c.id, await Container.restore(c, (execId) => stdio(c.id, execId), this.deps));
       } catch (err) {
+        failed.push(c.id);
         this.log.error({ err, container: c.id }, 'a container handed over could not be restored; its processes run on unmanaged');
       }
     }
+    return failed;
   }
 
   /**

@@ -31,8 +31,14 @@ export interface ExecInPlaceDeps {
   drainMs: number;
   /** How to run this image again (a rollback, or when the new one cannot be exec'd). */
   self: ExecTarget;
-  /** This image's counters (core.image), and the id of the upgrade under way. */
-  image: { upgrades: number; failedUpgrades: number };
+  /** The counters the target is to show (Discovery), and those this image shows if it has to take itself back. */
+  next: ImageCounters;
+  fallback: ImageCounters;
+}
+
+export interface ImageCounters {
+  upgrades: number;
+  failedUpgrades: number;
   upgradeId: string;
 }
 
@@ -92,9 +98,9 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
       // Not open: the new image gets /dev/null there, as any process does.
     }
   }
-  const handover = (image: { upgrades: number; failedUpgrades: number; upgradeId: string }) =>
+  const handover = (image: ImageCounters) =>
     writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self, events: sources.events.held(), image }, held);
-  const file = handover({ upgrades: deps.image.upgrades + 1, failedUpgrades: deps.image.failedUpgrades, upgradeId: deps.upgradeId });
+  const file = handover(deps.next);
   const env = [...Object.entries(process.env).filter(([k]) => k !== HANDOVER_ENV).map(([k, v]) => `${k}=${v}`), `${HANDOVER_ENV}=${file}`];
   log.info({ binary: target.binary, handover: file, fds: named.length, containers: state.containers.length }, 'exec in place');
   let failure: Error;
@@ -106,7 +112,7 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
   }
   try {
     // The same state, counted as a failed upgrade.
-    handover({ upgrades: deps.image.upgrades, failedUpgrades: deps.image.failedUpgrades + 1, upgradeId: '' });
+    handover(deps.fallback);
     native.execve(deps.self.binary, deps.self.argv, env);
   } catch (err) {
     log.fatal({ err, binary: deps.self.binary }, 'exec of this image failed too: the agent serves nothing now');

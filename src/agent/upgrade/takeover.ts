@@ -25,6 +25,12 @@ export interface Takeover {
   previous: HandoverFile['previous'];
   /** The listening fd handed over for `address`, if any. */
   listenerFd(address: string): number | undefined;
+  /** The addresses whose listening sockets were handed over. */
+  inherited: string[];
+  /** This takeover is an upgrade (not a rollback, nor an image taking its own handover back): it may be rolled back. */
+  rollbackAllowed: boolean;
+  /** The upgrade is kept: the handover is marked committed. */
+  commit(): void;
   /** What Sandbox.restore takes. */
   sandbox: { id: string | null; dnsGiven: boolean; storages: SavedStorage[]; containers: RestoredContainer[] };
   /** The stdio of a process, from the descriptors handed over and the output its streams held. */
@@ -48,7 +54,8 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
   const adopted = adoptHandover(handover.fds);
   for (const r of adopted.refused) log.error({ fd: r.fd, name: r.name, why: r.why }, 'a descriptor handed over is not what the handover says: not used');
   if (adopted.closed.length > 0) log.info({ fds: adopted.closed }, 'descriptors nobody claimed were closed');
-  fs.renameSync(file, `${file}.taken`);
+  const taken = `${file}.taken`;
+  fs.renameSync(file, taken);
   const records = new Map<string, ProcessRecord>();
   for (const c of handover.state.containers) for (const p of [c.init, ...c.execs]) records.set(`${c.id}/${p.execId}`, p);
   const fd = (containerId: string, execId: string, which: string) => adopted.fds.get(stdioFdName(containerId, execId, which)) ?? null;
@@ -58,6 +65,15 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
     image: handover.image,
     events: heldEvents(handover.events, handover.state.lastEventSeq, log),
     previous: handover.previous,
+    inherited: Object.keys(handover.listeners),
+    rollbackAllowed: handover.image.upgradeId !== '',
+    commit: () => {
+      try {
+        fs.renameSync(taken, `${file}.committed`);
+      } catch (err) {
+        log.warn({ err, handover: taken }, 'cannot mark the handover committed');
+      }
+    },
     listenerFd: (address) => {
       const name = handover.listeners[address];
       return name === undefined ? undefined : adopted.fds.get(name);

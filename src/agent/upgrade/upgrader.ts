@@ -16,7 +16,7 @@ import { captureState, type StateSources } from '../state/capture';
 import { OLDEST_READ_FORMAT, STATE_FORMAT } from '../state/document';
 import { StateStore } from '../state/store';
 import { resolveWithin } from '../validate';
-import { execInPlace, type ExecTarget } from './exec-in-place';
+import { execInPlace, type ExecTarget, type ImageCounters } from './exec-in-place';
 
 export interface UpgraderOptions {
   server: () => AgentServer;
@@ -112,6 +112,26 @@ export class Upgrader implements AgentUpgrade {
   }
 
   private async exec(upgradeId: string, target: ExecTarget): Promise<void> {
+    const image = this.options.image();
+    await this.execInPlace(target, upgradeId,
+      { upgrades: image.upgrades + 1, failedUpgrades: image.failedUpgrades, upgradeId },
+      { upgrades: image.upgrades, failedUpgrades: image.failedUpgrades + 1, upgradeId: '' });
+  }
+
+  /**
+   * This image is not healthy after a takeover (commit.ts): exec the image it
+   * took over from, with a handover of the state as it is now (nothing the
+   * containers did meanwhile is lost), counted as a failed upgrade.
+   */
+  async rollBack(previous: ExecTarget, reason: string): Promise<void> {
+    const image = this.options.image();
+    this.underWay = 'rollback';
+    this.options.log.error({ reason, previous: previous.binary }, 'rolling back to the previous agent image');
+    const back = { upgrades: Math.max(0, image.upgrades - 1), failedUpgrades: image.failedUpgrades + 1, upgradeId: '' };
+    await this.execInPlace(previous, 'rollback', back, back);
+  }
+
+  private async execInPlace(target: ExecTarget, upgradeId: string, next: ImageCounters, fallback: ImageCounters): Promise<void> {
     const err = await execInPlace(target, {
       server: this.options.server(),
       sources: this.options.sources,
@@ -119,11 +139,11 @@ export class Upgrader implements AgentUpgrade {
       log: this.options.log.child({ upgrade: upgradeId }),
       drainMs: this.options.drainMs ?? 2000,
       self: selfTarget(this.options.args),
-      image: this.options.image(),
-      upgradeId,
+      next,
+      fallback,
     });
     this.underWay = null;
-    this.options.log.fatal({ err, upgrade: upgradeId }, 'the upgrade could not exec and this image could not take itself back');
+    this.options.log.fatal({ err, upgrade: upgradeId }, 'the exec in place failed and this image could not take itself back');
   }
 }
 
