@@ -3,6 +3,7 @@
 // executable (the guest image ships them in /usr/lib/agent), beside the
 // bundle (dist/), or in the source tree. Loaded with process.dlopen, which
 // esbuild leaves alone (it would try to bundle a static require of a .node).
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,18 +31,51 @@ function seaAsset(file: string): string | null {
   } catch {
     return null;
   }
+  const data = Buffer.from(bytes);
+  // Named by content: every image of one build (an upgrade to the same build, the pre-flight run
+  // of the next one) uses the same file instead of adding one per start, and a different build
+  // gets another name, so a file some image has mapped is never rewritten.
+  const name = `${createHash('sha256').update(data).digest('hex').slice(0, 16)}-${file}`;
   for (const dir of EXTRACT_DIRS) {
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      // A new name each time: an older agent image may still have the previous file mapped.
-      const target = path.join(dir, `${process.pid}-${Date.now()}-${file}`);
-      fs.writeFileSync(target, Buffer.from(bytes), { mode: 0o500 });
+      const target = path.join(dir, name);
+      if (!sameFile(target, data)) {
+        const tmp = `${target}.tmp-${process.pid}`;
+        fs.writeFileSync(tmp, data, { mode: 0o500 });
+        fs.renameSync(tmp, target);
+      }
+      pruneOthers(dir, file, name);
       return target;
     } catch {
       // Not writable yet (early boot on a read-only root): try the next place.
     }
   }
   return null;
+}
+
+function sameFile(target: string, data: Buffer): boolean {
+  try {
+    return fs.statSync(target).size === data.length && fs.readFileSync(target).equals(data);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the other builds' copies of `file` (left by the images before an
+ * in-place upgrade): one still mapped by a process keeps its pages until
+ * that process lets go, so removing the name harms nobody.
+ */
+function pruneOthers(dir: string, file: string, keep: string): void {
+  for (const other of fs.readdirSync(dir)) {
+    if (other === keep || !other.endsWith(`-${file}`)) continue;
+    try {
+      fs.unlinkSync(path.join(dir, other));
+    } catch {
+      // Someone else removed it first.
+    }
+  }
 }
 
 /** Candidate paths for `file`, most specific first. */
