@@ -3,7 +3,8 @@
 // to UpgradeAgent to a copy of itself; it drains, hands over and execs in
 // place. Afterwards: the same agent pid, the same container processes (pid
 // and start time), the counter read on by offset with no gap and no
-// repeat, an exec that ended during the swap has its status, an event cursor
+// repeat (a stream open across the exec too, re-attached by the same client),
+// an exec that ended during the swap has its status, an event cursor
 // from before the exec resumes without a gap, processes kept are still
 // signalled and reaped, and request ids answered before are still answered.
 // Needs root, crun, busybox-static, unshare and `npm run build`.
@@ -76,6 +77,17 @@ it('replaces itself in place: same pid, containers and processes kept, output re
   await assert.rejects(client.v2('UpgradeAgent', { binary_path: '/etc/passwd', sha256, request_id: 'u-out' }),
     (e: unknown) => e instanceof AgentCallError && e.codeName === 'INVALID_ARGUMENT');
 
+  // A runtime reading the counter through the upgrade on one client: its stream is cut at the exec
+  // (UNAVAILABLE) and the client re-attaches to the new image at its offset.
+  const runtime = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  const across = (async () => {
+    let got = '';
+    for await (const c of runtime.readOutput({ containerId: 'up', offset: cut, reader: 'runtime' })) {
+      got += c.data.toString();
+      if (got.length > 120_000) break;
+    }
+    return got;
+  })();
   const plan = await client.v2('UpgradeAgent', { binary_path: 'upgrade/agent.cjs', sha256, request_id: 'u-1' });
   assert.equal(plan.to_version, client.agent.agent_version);
   assert.equal(plan.state_format, 1);
@@ -106,6 +118,10 @@ it('replaces itself in place: same pid, containers and processes kept, output re
       if (more.length > 40_000) break;
     }
     assertCounts(more.slice(0, more.lastIndexOf('\n') + 1), next);
+    const through = await across;
+    assert.ok(through.length > 120_000, 'the stream read on through the exec');
+    assertCounts(through.slice(0, through.lastIndexOf('\n') + 1), next);
+    runtime.close();
     // The cursor from before the exec resumes: every event after it, in order, the old image's and the new one's.
     const seqs: number[] = [];
     let sawShortExit = false;

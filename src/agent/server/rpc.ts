@@ -51,6 +51,19 @@ export class RpcBoundary {
     private readonly options: { statusDetails?: boolean } = {},
   ) {}
 
+  /** Streams being served, and how to end each one. */
+  private readonly streams = new Set<(reason: AgentError) => void>();
+
+  /**
+   * Ends every stream being served with `reason` (UNAVAILABLE: the agent is
+   * replacing itself), so the clients re-attach at their offsets instead of
+   * waiting on a stream that will never go on. Streams never finish on their
+   * own: a drain would otherwise wait for its deadline.
+   */
+  endStreams(reason: AgentError): void {
+    for (const end of [...this.streams]) end(reason);
+  }
+
   unary<Req, Res>(fn: (req: Req, ctx: RpcContext) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const { ctx, finish, admitted } = this.begin(call, call.request);
@@ -81,7 +94,7 @@ export class RpcBoundary {
     flow: { budget: number; sizeOf: (msg: Res) => number } = { budget: 16, sizeOf: () => 1 },
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
-      const { ctx, finish, admitted } = this.begin(call, call.request);
+      const { ctx, finish, admitted, abort: abortStream } = this.begin(call, call.request);
       const gone = () => new AgentError('unavailable', 'the client cancelled the call or went away');
       /** Sent but not yet handed to HTTP/2, in sizeOf's units. */
       let queued = 0;
@@ -107,16 +120,24 @@ export class RpcBoundary {
           };
           ctx.signal.addEventListener('abort', onAbort, { once: true });
         });
+      let ended: AgentError | null = null;
+      const end = (reason: AgentError) => {
+        ended = reason;
+        abortStream();
+      };
+      this.streams.add(end);
       Promise.resolve()
         .then(() => fn(admitted(call.request), ctx, send))
         .then(
           () => {
+            if (ended) throw ended;
             finish(null);
             call.end();
           },
-          // grpc-js sends an 'error' event's status object as the call's status.
-          (err: unknown) => call.emit('error', finish(err)),
-        );
+        )
+        // grpc-js sends an 'error' event's status object as the call's status.
+        .catch((err: unknown) => call.emit('error', finish(ended ?? err)))
+        .finally(() => this.streams.delete(end));
     };
   }
 
@@ -173,7 +194,7 @@ export class RpcBoundary {
       checkRpc(this.policy, version, method);
       return decoded(req);
     };
-    return { ctx: { log, signal: controller.signal }, finish, admitted };
+    return { ctx: { log, signal: controller.signal }, finish, admitted, abort: () => controller.abort() };
   }
 }
 

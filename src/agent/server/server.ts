@@ -12,6 +12,7 @@ import type { Logger } from '../log';
 import { refuseMalformedRequests, strictDecodingServer, withStrictDecoding } from './decoding';
 import { ListenerSet } from './listeners';
 import { addReflection } from './reflection';
+import { AgentError } from '../errors';
 import { RpcBoundary } from './rpc';
 import type { RpcMetrics } from './rpc-metrics';
 import { capStatusMessages } from './status-text';
@@ -26,6 +27,8 @@ export interface AgentServer {
    * (grpc.Server.tryShutdown); `done` runs once they have.
    */
   shutdown(done: () => void): void;
+  /** Ends every stream being served with UNAVAILABLE (see RpcBoundary.endStreams): before an exec in place. */
+  endStreams(why: string): void;
 }
 
 export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger): AgentServer {
@@ -68,6 +71,9 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
     server,
     health,
     listeners,
+    endStreams(why) {
+      for (const boundary of [rpc, rpcV2]) boundary.endStreams(new AgentError('unavailable', why, { reason: 'AGENT_UPGRADING' }));
+    },
     shutdown(done) {
       // Stop accepting first, release only once the answers in flight have left.
       listeners.stopAccepting();

@@ -55,6 +55,8 @@ function processes(containers: Container[]): Array<{ container: Container; proc:
 export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Promise<Error> {
   const { server, sources, log } = deps;
   const listening = server.listeners.detach();
+  // Streams never finish on their own: they end now, and their clients re-attach to the new image at their offsets.
+  server.endStreams(`the agent is replacing itself in place (version ${sources.agentVersion} execs ${target.binary}); reconnect and re-attach at your offset`);
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
       server.server.forceShutdown();
