@@ -175,17 +175,26 @@ static napi_value get_cloexec(napi_env env, napi_callback_info info) {
 }
 
 // Node opens every fd with O_CLOEXEC; clearing it lets an fd we hand over
-// survive execve (e.g. into the next agent version during a live upgrade).
-static napi_value clear_cloexec(napi_env env, napi_callback_info info) {
+// survive execve (e.g. into the next agent version during a live upgrade),
+// and the next image sets it again on the fds it adopted.
+static napi_value change_cloexec(napi_env env, napi_callback_info info, bool on) {
   napi_value argv[1];
   int64_t fd;
   if (!get_args(env, info, 1, argv)) return napi_failed(env);
   if (!get_int(env, argv[0], "fd", 0, INT32_MAX, &fd)) return NULL;
   int flags = fcntl((int)fd, F_GETFD);
   if (flags < 0) return throw_errno(env, errno, "fcntl", "%d F_GETFD", (int)fd);
-  if (fcntl((int)fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+  if (fcntl((int)fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC) < 0)
     return throw_errno(env, errno, "fcntl", "%d F_SETFD", (int)fd);
   return NULL;
+}
+
+static napi_value clear_cloexec(napi_env env, napi_callback_info info) {
+  return change_cloexec(env, info, false);
+}
+
+static napi_value set_cloexec(napi_env env, napi_callback_info info) {
+  return change_cloexec(env, info, true);
 }
 
 // A JS array of strings as a NULL-terminated malloc'd vector (caller frees
@@ -234,18 +243,6 @@ static napi_value do_execve(napi_env env, napi_callback_info info) {
   free_strv(envp);
   free_strv(args);
   free(path);
-  return NULL;
-}
-
-static napi_value set_cloexec(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  int64_t fd;
-  if (!get_args(env, info, 1, argv)) return napi_failed(env);
-  if (!get_int(env, argv[0], "fd", 0, INT32_MAX, &fd)) return NULL;
-  int flags = fcntl((int)fd, F_GETFD);
-  if (flags < 0) return throw_errno(env, errno, "fcntl", "%d F_GETFD", (int)fd);
-  if (fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC) < 0)
-    return throw_errno(env, errno, "fcntl", "%d F_SETFD", (int)fd);
   return NULL;
 }
 
