@@ -3,7 +3,33 @@
 // guest binary also carries a client (for checks inside the VM).
 import path from 'node:path';
 import { run as agentctl } from '../client/agentctl';
+import fs from 'node:fs';
+import os from 'node:os';
+import { AgentClient } from '../client/client';
 import { main } from './main';
+
+/**
+ * The second half of an upgrade's pre-flight (upgrade/upgrader.ts): this
+ * image starts as an agent on a private socket and directory, answers its
+ * own Negotiate, and exits. One line of JSON; 0 when it served.
+ */
+async function selfTest(): Promise<number> {
+  const dir = fs.mkdtempSync(`${os.tmpdir()}/agent-self-test-`);
+  const report = (r: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(r)}\n`);
+  try {
+    await main(['--server-addr', `unix://${dir}/agent.sock`, '--state-dir', `${dir}/state`, '--shared-dir', `${dir}/shared`,
+      '--save-state', 'false', '--channel', 'none', '--log-level', 'error']);
+    const client = await AgentClient.connect(`unix://${dir}/agent.sock`, { connectTimeout: 10 });
+    report({ ok: true, version: client.agent.agent_version, protocols: client.agent.protocol_versions });
+    client.close();
+    return 0;
+  } catch (err) {
+    report({ ok: false, error: err instanceof Error ? err.message : String(err) });
+    return 1;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 const args = process.argv.slice(2);
 const calledAsCtl = path.basename(process.argv[1] ?? '').startsWith('agentctl');
@@ -15,6 +41,8 @@ if (calledAsCtl || args[0] === 'ctl') {
       process.exitCode = 1;
     },
   );
+} else if (args[0] === '--self-test' && process.pid !== 1) {
+  selfTest().then((code) => process.exit(code));
 } else {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -253,3 +253,34 @@ it('an image unhealthy after the takeover rolls back to the previous one: counte
     await faulty.stop();
   }
 });
+
+it('faulty binaries are refused at pre-flight, nothing changed: one that cannot read the state, one that exits at start', async () => {
+  const c = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  try {
+    await c.createContainer({ containerId: 'steady', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
+    await c.startContainer({ containerId: 'steady' });
+    const pid = (await c.getContainer('steady')).init!.pid;
+    const before = c.agent.image!;
+    // Real binaries (bundles run by the agent's Node), each broken one way.
+    const faulty: Record<string, string> = {
+      'no-state.cjs': `if (process.argv.includes('--check-state')) { console.log(JSON.stringify({ ok: false, error: 'this build cannot read state format 1' })); process.exit(1); }`,
+      'exits-at-start.cjs': `if (process.argv.includes('--check-state')) { console.log(JSON.stringify({ ok: true, version: '9.9.9', writes_format: 1, self_test: true })); process.exit(0); } process.exit(3);`,
+    };
+    for (const [name, code] of Object.entries(faulty)) {
+      const file = path.join(agent.sharedDir, name);
+      fs.writeFileSync(file, code);
+      const sha256 = crypto.createHash('sha256').update(code).digest('hex');
+      await assert.rejects(c.v2('UpgradeAgent', { binary_path: name, sha256, request_id: `fault-${name}` }), (e: unknown) =>
+        e instanceof AgentCallError && e.codeName === 'FAILED_PRECONDITION' &&
+        (name === 'no-state.cjs' ? /state check .* cannot read state format 1/.test(e.message) : /start-up self-test .* failed/.test(e.message)), name);
+    }
+    // Still the same image, serving, the container running.
+    const again = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+    assert.equal(again.agent.image!.started_at_unix_ms, before.started_at_unix_ms, 'no exec happened');
+    assert.equal((await again.getContainer('steady')).init!.pid, pid);
+    again.close();
+    await c.removeContainer({ containerId: 'steady' });
+  } finally {
+    c.close();
+  }
+});

@@ -89,26 +89,38 @@ export class Upgrader implements AgentUpgrade {
       const free = fs.statfsSync(this.options.stateDir);
       const need = 2 * (fs.statSync(path.join(snapshot, 'state.json')).size + 64 * 1024 * 1024);
       if (free.bavail * free.bsize < need) throw failedPrecondition(`not enough space in ${this.options.stateDir} for the handover: ${free.bavail * free.bsize} bytes free, ${need} needed`);
-      const target = targetOf(file, ['--check-state', '--state-dir', snapshot]);
-      const report = await new Promise<Record<string, unknown>>((resolve, reject) => {
-        execFile(target.binary, target.argv.slice(1), { timeout: this.options.preflightMs ?? 30_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-          const last = String(stdout).trim().split('\n').at(-1) ?? '';
-          let parsed: Record<string, unknown> | null = null;
-          try {
-            parsed = JSON.parse(last) as Record<string, unknown>;
-          } catch {
-            // Reported below.
-          }
-          if (err || !parsed || parsed.ok !== true) {
-            reject(failedPrecondition(`the pre-flight run of ${file} failed (${err ? err.message.split('\n')[0] : 'no report'}): ${excerpt(String(parsed?.error ?? stderr).trim(), 300)}`));
-          } else resolve(parsed);
-        });
-      });
+      const report = await this.runChild(file, ['--check-state', '--state-dir', snapshot], 'state check');
+      // It must also start as an agent and serve (one that exits at start would take PID 1 down).
+      // Releases before 0.5.0 have no self-test (their report does not offer it): their state check is all.
+      if (report.self_test === true) {
+        const selfTest = await this.runChild(file, ['--self-test'], 'start-up self-test');
+        if (selfTest.version !== report.version) throw failedPrecondition(`the pre-flight runs of ${file} disagree on its version: ${String(report.version)} and ${String(selfTest.version)}`);
+      } else log.warn({ version: report.version }, 'the new binary offers no start-up self-test (a release before 0.5.0): only its state check was run');
       log.info({ report }, 'upgrade pre-flight passed');
       return { upgradeId, fromVersion: this.options.sources.agentVersion, toVersion: String(report.version), stateFormat: Number(report.writes_format) };
     } finally {
       await fs.promises.rm(snapshot, { recursive: true, force: true });
     }
+  }
+
+  /** Runs `file` with `args` once as a child; its last line of output must be JSON with ok: true. */
+  private runChild(file: string, args: string[], what: string): Promise<Record<string, unknown>> {
+    const target = targetOf(file, args);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      execFile(target.binary, target.argv.slice(1), { timeout: this.options.preflightMs ?? 30_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+        const last = String(stdout).trim().split('\n').at(-1) ?? '';
+        let parsed: Record<string, unknown> | null = null;
+        try {
+          parsed = JSON.parse(last) as Record<string, unknown>;
+        } catch {
+          // Reported below.
+        }
+        if (err || !parsed || parsed.ok !== true) {
+          const why = excerpt(String(parsed?.error ?? (String(stderr).trim() || String(stdout).trim())), 300);
+          reject(failedPrecondition(`the pre-flight ${what} of ${file} failed (${err ? err.message.split('\n')[0] : 'no report'}): ${why}; nothing was changed`));
+        } else resolve(parsed);
+      });
+    });
   }
 
   private async exec(upgradeId: string, target: ExecTarget): Promise<void> {
@@ -159,6 +171,8 @@ export function checkState(stateDir: string, version: string): { ok: boolean; re
         ok: true, version, reads_formats: [OLDEST_READ_FORMAT, STATE_FORMAT], writes_format: STATE_FORMAT,
         state: found ? { format: found.format, written_by: found.state.writtenBy, containers: found.state.containers.length, unknown_keys: found.unknownKeys } : null,
         addons: 'loaded',
+        // `--self-test` exists: the pre-flight runs it too.
+        self_test: true,
       },
     };
   } catch (err) {
