@@ -284,3 +284,91 @@ it('faulty binaries are refused at pre-flight, nothing changed: one that cannot 
     c.close();
   }
 });
+
+it('ten upgrades in a row with a v1 and a v2 client calling throughout, then a downgrade to the archived release: every call answered, each exec made once', async () => {
+  const v1 = await AgentClient.connect(agent.addr, { protocols: ['v1'] });
+  const v2 = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  await v2.createContainer({ containerId: 'race', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
+  await v2.startContainer({ containerId: 'race' });
+  const pid = (await v2.getContainer('race')).init!.pid;
+  let stop = false;
+  const failures: string[] = [];
+  let v1Calls = 0;
+  const execIds: string[] = [];
+  // v1 has no request ids: a v1 runtime retries what changes nothing itself; the v2 client retries by request id.
+  const v1Racer = (async () => {
+    while (!stop) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await v1.v1('GetGuestDetails', { mem_block_size: false, mem_hotplug_probe: false });
+          v1Calls++;
+          break;
+        } catch (e) {
+          if (!(e instanceof AgentCallError ? e.codeName === 'UNAVAILABLE' : /UNAVAILABLE|14/.test(String(e))) || attempt > 100) {
+            failures.push(`v1: ${String(e)}`);
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }
+  })();
+  const v2Racer = (async () => {
+    for (let i = 0; !stop; i++) {
+      const execId = `r${i}`;
+      try {
+        await v2.exec({ containerId: 'race', execId, process: proc(['true']) });
+        execIds.push(execId);
+      } catch (e) {
+        failures.push(`v2 exec ${execId}: ${String(e)}`);
+      }
+    }
+  })();
+  const dir = path.join(agent.sharedDir, 'race');
+  fs.mkdirSync(dir);
+  for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
+  const today = { binary_path: 'race/agent.cjs', sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex') };
+  const upgrade = async (target: { binary_path: string; sha256: string }, id: string) => {
+    const c = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+    const plan = await c.v2('UpgradeAgent', { ...target, request_id: id });
+    c.close();
+    for (const deadline = Date.now() + 30_000; ;) {
+      assert.ok(Date.now() < deadline, `upgrade ${id}: the new image never answered`);
+      const probe = await AgentClient.connect(agent.addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
+      const seen = probe?.agent.image?.upgrade_id;
+      probe?.close();
+      if (seen === plan.upgrade_id) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  try {
+    for (let n = 0; n < 10; n++) await upgrade(today, `race-${n}`);
+    // And back to the archived release that has the mechanism, with the same checks.
+    const releases = path.join(path.dirname(AGENT_BUNDLE), '..', 'test', 'fixtures', 'releases');
+    const version = fs.readdirSync(releases).filter((v) => fs.existsSync(path.join(releases, v, 'state', 'state.json'))).sort().at(-1)!;
+    const back = path.join(agent.sharedDir, 'race-back');
+    fs.mkdirSync(back);
+    for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(releases, version, f), path.join(back, f));
+    await upgrade({ binary_path: 'race-back/agent.cjs', sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(back, 'agent.cjs'))).digest('hex') }, 'race-back');
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    stop = true;
+    await Promise.all([v1Racer, v2Racer]);
+  }
+  assert.deepEqual(failures, [], 'every call was answered (after retries across the execs)');
+  assert.ok(v1Calls > 10 && execIds.length > 10, `${v1Calls} v1 calls, ${execIds.length} execs`);
+  const check = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+  try {
+    const info = await check.getContainer('race');
+    assert.equal(info.init!.pid, pid, 'the container kept through eleven execs in place');
+    const listed = info.execs.map((e) => e.execId).filter((id) => id.startsWith('r'));
+    // Each exec that was answered exists once: none lost, none made twice by a retry.
+    for (const id of execIds) assert.equal(listed.filter((x) => x === id).length, 1, `exec ${id}`);
+    assert.equal(new Set(listed).size, listed.length);
+    await check.removeContainer({ containerId: 'race' });
+  } finally {
+    check.close();
+    v1.close();
+    v2.close();
+  }
+});
