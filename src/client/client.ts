@@ -106,7 +106,7 @@ const V2_MUTATING: ReadonlySet<string> = new Set(
  * AcknowledgeOutput calls one stream may have unanswered. Their answers
  * queue behind the output on the connection, so waiting for them would tie
  * the stream's pace to that queue: the bound is only against a pile-up when
- * the agent stops answering (at a quarter window apart, 64 cover 16 windows).
+ * the agent stops answering (an eighth of a window apart, 64 cover 8 windows).
  */
 const MAX_ACKS_IN_FLIGHT = 64;
 
@@ -722,10 +722,11 @@ export class AgentClient {
   /**
    * For an agent that keeps output until acknowledged (ReadOutput's
    * acknowledged_only): acknowledges what the caller has taken but the last
-   * quarter of the agent's output window (at most 256 KiB, what an agent
-   * without acknowledgements keeps behind what it sent: reading again from a
-   * recent offset works the same with both), in steps of a quarter window, a
-   * few AcknowledgeOutput calls at a time, never waited for. The tail is
+   * eighth of the agent's output window (at most 256 KiB: reading again from
+   * a recent offset works, as with an agent without acknowledgements, which
+   * keeps what it sent last), in steps of an eighth of the window (every
+   * unacknowledged byte is one the agent cannot send: small steps keep the
+   * stream moving), several AcknowledgeOutput calls at a time, never waited for. The tail is
    * released with the process (ReleaseProcess). Null for an agent without
    * the feature. A failed acknowledgement costs nothing but a later one: the
    * next ReadOutput's offset acknowledges too.
@@ -733,8 +734,8 @@ export class AgentClient {
   private outputAcknowledger(containerId: string, execId: string, stream: 'stdout' | 'stderr', reader: string, from: number) {
     if (!this.agent.capabilities.includes('feature:output-acknowledgement')) return null;
     const window = Number(this.agent.limits?.output_buffer_bytes) || 1024 * 1024;
-    const every = Math.max(1, Math.floor(window / 4));
-    const tail = Math.min(256 * 1024, Math.floor(window / 4));
+    const every = Math.max(1, Math.floor(window / 8));
+    const tail = Math.min(256 * 1024, Math.floor(window / 8));
     /** The last offset an acknowledgement was sent for. */
     let sent = from;
     let inFlight = 0;
