@@ -1,13 +1,16 @@
-// The in-place upgrade inside a guest (QEMU, the agent as PID 1): a container
-// printing a counter, an exec that ends during the swap; UpgradeAgent to a
-// copy of the guest's agent executable placed in the shared directory (9p).
-// Afterwards PID 1 is the new image (Discovery's image info names the
-// upgrade), the container's processes are the same (pid), the counter read on
-// from the saved offset has no gap and no repeat, the exec's status is kept,
-// and the kernel did not panic. The virtio-serial channel carries one session
-// at a time: the client reconnects after the exec, as a runtime would.
+// The in-place upgrade inside a guest (QEMU, the agent as PID 1), both ways:
+// the guest boots today's image; PID 1 is first replaced by the newest
+// archived release that has the mechanism (its archived bundle and addons
+// made into a guest executable, build/sea.mjs --release), then by today's
+// build again, each binary in the 9p shared directory. Through both: a
+// container printing a counter keeps its pid, the counter read on by offset
+// has no gap and no repeat, an exec that ended during a swap keeps its
+// status, Discovery names each upgrade, and the kernel does not panic. The
+// virtio-serial channel carries one session at a time: the client
+// reconnects after each exec (once the new image announced: docs/upgrade.md).
 // Booted with the image's allow-all policy. Run with npm run test:guest.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,12 +18,17 @@ import path from 'node:path';
 import { after, before, it } from 'node:test';
 import { GUEST_DIR, SHARE_TAG, startVm, type Vm } from '../../build/vm';
 import { AgentClient } from '../../src/client/client';
+import { REPO } from '../helpers/agent-process';
 import { makeBusyboxRootfs } from '../helpers/rootfs';
 import { containerSpec } from '../helpers/spec';
 
 const SHARED_IN_GUEST = '/run/kata-containers/shared/containers';
+const RELEASES = path.join(REPO, 'test/fixtures/releases');
 const proc = (args: string[]) => ({ args, cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 }, terminal: false });
 const COUNTER = ['sh', '-c', 'i=0; while :; do echo $i; i=$((i+1)); sleep 0.02; done'];
+/** The newest archived release with the upgrade mechanism (a state sample). */
+const OLD = fs.readdirSync(RELEASES).filter((v) => fs.existsSync(path.join(RELEASES, v, 'state', 'state.json')))
+  .sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).at(-1)!;
 
 let vm: Vm;
 let shared: string;
@@ -29,6 +37,7 @@ before(async () => {
   makeBusyboxRootfs(path.join(shared, 'busybox'));
   fs.copyFileSync(path.join(GUEST_DIR, 'agent'), path.join(shared, 'agent-new'));
   fs.chmodSync(path.join(shared, 'agent-new'), 0o755);
+  execFileSync(process.execPath, [path.join(REPO, 'build/sea.mjs'), '--release', path.join(RELEASES, OLD), '--out', path.join(shared, 'agent-old')], { stdio: 'ignore' });
   vm = await startVm({ sharedDir: shared, kernelArgs: ['agent.policy=/etc/agent/policy-allow-all.json', ...(process.env.GUEST_DEBUG ? ['agent.log=debug'] : [])] });
   await vm.waitForConsole(/"msg":"announce"/, 120_000);
 });
@@ -46,58 +55,61 @@ function counts(text: string, from: number): number {
   return from + lines.length;
 }
 
-it('PID 1 replaces itself: containers keep running, output goes on without a gap, statuses kept', { timeout: 600_000 }, async () => {
+/** Reads the counter from `offset` until `lines` more lines; returns the text up to the last whole line. */
+async function readCounter(client: AgentClient, offset: number, lines: number): Promise<string> {
+  let text = '';
+  for await (const c of client.readOutput({ containerId: 'ctr', offset })) {
+    text += c.data.toString();
+    if (text.split('\n').length > lines) break;
+  }
+  return text.slice(0, text.lastIndexOf('\n') + 1);
+}
+
+/** UpgradeAgent to `name` in the shared directory; a client of the image it started (after its announce). */
+async function upgradeTo(client: AgentClient, name: string, requestId: string, announces: number): Promise<AgentClient> {
+  const sha256 = crypto.createHash('sha256').update(fs.readFileSync(path.join(shared, name))).digest('hex');
+  const plan = await client.v2('UpgradeAgent', { binary_path: name, sha256, request_id: requestId }, { deadlineSeconds: 300 });
+  client.close();
+  for (const deadline = Date.now() + 120_000; (fs.readFileSync(vm.consoleLog, 'utf8').match(/"tookOverFrom"/g) ?? []).length < announces;) {
+    assert.ok(Date.now() < deadline, `${name}: the new image never announced`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  for (const deadline = Date.now() + 120_000; ;) {
+    assert.ok(Date.now() < deadline, `${name}: the new image never answered`);
+    const next = await AgentClient.connect(vm.agentAddr, { connectTimeout: 10, protocols: ['v2'] }).catch(() => null);
+    if (next?.agent.image?.upgrade_id === plan.upgrade_id) return next;
+    next?.close();
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+it(`PID 1 replaced by release ${OLD}, then by today's build: containers keep running, output goes on without a gap, statuses kept`, { timeout: 900_000 }, async () => {
   let client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60, protocols: ['v2'] });
   await client.createSandbox({ hostname: 'upgrade', storages: [{ driver: '9p', source: SHARE_TAG, fstype: '9p', mountPoint: SHARED_IN_GUEST }] });
   await client.createContainer({ containerId: 'ctr', ociSpec: containerSpec({ rootPath: 'busybox', args: COUNTER }) });
   await client.startContainer({ containerId: 'ctr' });
-  await client.exec({ containerId: 'ctr', execId: 'short', process: proc(['sh', '-c', 'sleep 3; exit 5']) });
-  let text = '';
-  for await (const c of client.readOutput({ containerId: 'ctr' })) {
-    text += c.data.toString();
-    if (text.split('\n').length > 20) break;
-  }
-  const cut = text.lastIndexOf('\n') + 1;
-  const next = counts(text.slice(0, cut), 0);
   const initPid = (await client.getContainer('ctr')).init!.pid;
-  const sha256 = crypto.createHash('sha256').update(fs.readFileSync(path.join(shared, 'agent-new'))).digest('hex');
-  const plan = await client.v2('UpgradeAgent', { binary_path: 'agent-new', sha256, request_id: 'guest-up-1' }, { deadlineSeconds: 300 });
-  assert.equal(plan.state_format, 1);
-  client.close();
+  let text = await readCounter(client, 0, 20);
+  let offset = Buffer.byteLength(text);
+  let next = counts(text, 0);
 
-  // Over the virtio-serial channel a host connection made while the exec is under way can stall
-  // (docs/upgrade.md, "Not yet"): reconnect once the new image has announced itself on the console,
-  // then until the image that answers is the new one.
-  await vm.waitForConsole(/"tookOverFrom"/, 120_000);
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    assert.ok(Date.now() < deadline, 'the new image never answered');
-    try {
-      client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 10, protocols: ['v2'] });
-      if (client.agent.image?.upgrade_id === plan.upgrade_id) break;
-      client.close();
-    } catch {
-      // The exec is under way.
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  try {
-    assert.equal(client.agent.image!.upgrades, 1);
+  let n = 0;
+  for (const [name, version] of [['agent-old', OLD], ['agent-new', null]] as const) {
+    n++;
+    await client.exec({ containerId: 'ctr', execId: `short-${n}`, process: proc(['sh', '-c', 'sleep 3; exit 5']) });
+    client = await upgradeTo(client, name, `guest-up-${n}`, n);
+    if (version) assert.equal(client.agent.agent_version, version);
+    assert.equal(client.agent.image!.upgrades, n);
     const c = await client.getContainer('ctr');
     assert.equal(c.state, 'running');
-    assert.equal(c.init!.pid, initPid, 'the same container process');
-    assert.equal((await client.wait({ containerId: 'ctr', execId: 'short' })).code, 5);
-    let more = '';
-    for await (const chunk of client.readOutput({ containerId: 'ctr', offset: cut })) {
-      more += chunk.data.toString();
-      if (more.split('\n').length > 40) break;
-    }
-    counts(more.slice(0, more.lastIndexOf('\n') + 1), next);
-    await client.removeContainer({ containerId: 'ctr' });
-  } finally {
-    client.close();
+    assert.equal(c.init!.pid, initPid, `the same container process after ${name}`);
+    assert.equal((await client.wait({ containerId: 'ctr', execId: `short-${n}` })).code, 5);
+    text = await readCounter(client, offset, 30);
+    next = counts(text, next);
+    offset += Buffer.byteLength(text);
   }
+  await client.removeContainer({ containerId: 'ctr' });
+  client.close();
   const consoleText = fs.readFileSync(vm.consoleLog, 'utf8');
   assert.ok(!consoleText.includes('Kernel panic'), 'no kernel panic');
-  assert.match(consoleText, /took over from the previous agent image/);
 });
