@@ -70,6 +70,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (!mustNotExit) return;
   }
   const { config } = parsed;
+  /** Milliseconds since the process started, at each step to the first listener: the announce line's start-up breakdown. */
+  const startup: Record<string, number> = { config: sinceStart() };
   const policy = choosePolicy(config.policy, parsed.sources.policy !== undefined);
   if (policy.error && !mustNotExit) {
     process.stderr.write(`agent: ${policy.error}\n`);
@@ -123,6 +125,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const callMetrics = new RpcMetrics();
   const requests = new RequestLedger({ onSettled: () => keeper?.changed() });
   let upgrader!: Upgrader;
+  startup.runtime = sinceStart();
   const core: AgentCore = {
     config,
     sandbox,
@@ -161,6 +164,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   core.guest.start();
   const keeper = openStateKeeper(config, core, log, !takeover);
 
+  startup.core = sinceStart();
   const agentServer = createServer(core, callMetrics, log);
   // The configuration has validated every address.
   for (const addr of config.serverAddr) {
@@ -201,6 +205,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     {
       version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, listeners, config, sources: parsed.sources, guestInit,
       ...(takeover ? { tookOverFrom: takeover.from } : {}),
+      startupMs: { ...startup, listening: sinceStart() },
       policy: { source: policy.source, loaded: policy.loaded, digest: policy.digest },
       ...(parsed.problems.length ? { configProblems: parsed.problems.length } : {}),
       ...(parsed.unknownKeys.length ? { unknownKeys: parsed.unknownKeys } : {}),
@@ -226,6 +231,11 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 /** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
+/** Milliseconds since this process (image) started, to 0.1 ms. */
+function sinceStart(): number {
+  return Math.round(performance.now() * 10) / 10;
+}
+
 /** The state keeper (state/keeper.ts), unless --save-state false; as PID 1 a state dir it cannot use costs the saves, not the agent. */
 function openStateKeeper(config: AgentConfig, core: AgentCore, log: Logger, freshStart: boolean): StateKeeper | null {
   const dir = config.stateDir;

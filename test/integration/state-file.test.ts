@@ -48,6 +48,15 @@ describe('the saved state of a running agent', () => {
     await agent?.stop();
   });
 
+  it('the announce line carries the start-up breakdown, in order (ms since the process started)', () => {
+    const announce = agent.logs().find((l) => l.msg === 'announce') as { startupMs?: Record<string, number> } | undefined;
+    const s = announce?.startupMs;
+    assert.ok(s, 'startupMs in the announce line');
+    const steps = ['config', 'runtime', 'core', 'listening'].map((k) => s[k]!);
+    assert.ok(steps.every((v) => typeof v === 'number' && v > 0), JSON.stringify(s));
+    assert.deepEqual(steps, [...steps].sort((a, b) => a - b), `in order: ${JSON.stringify(s)}`);
+  });
+
   it('follows containers and processes: pids with start ticks, stdio fds, offsets, statuses, request ids; removed ones go', async () => {
     await client.createContainer({ containerId: 'st', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
     await client.startContainer({ containerId: 'st' });
