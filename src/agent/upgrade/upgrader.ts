@@ -79,7 +79,10 @@ export class Upgrader implements AgentUpgrade {
     if (!st.isFile()) throw failedPrecondition(`binary ${file} is not a regular file`);
     const bundle = /\.c?js$/.test(file);
     if (!bundle && (st.mode & 0o111) === 0) throw failedPrecondition(`binary ${file} is not executable (mode ${(st.mode & 0o7777).toString(8)}); chmod +x it`);
-    const digest = crypto.createHash('sha256').update(await fs.promises.readFile(file)).digest('hex');
+    // Hashed as a stream: the binary may be large, and the agent's memory is the guest's.
+    const hash = crypto.createHash('sha256');
+    for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+    const digest = hash.digest('hex');
     if (digest !== sha256) throw failedPrecondition(`binary ${file} has sha256 ${digest}, not the ${sha256} asked for: refused`);
     // Room for the handover: the state and the output held, twice over.
     const snapshot = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'agent-preflight-'));
