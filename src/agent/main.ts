@@ -147,6 +147,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     },
     upgrade: (upgrader = new Upgrader({
       server: () => agentServer,
+      spawner: reaper,
       image: () => core.image,
       sources: { sandbox, requests, events, agentVersion: AGENT_VERSION },
       stateDir: config.stateDir,

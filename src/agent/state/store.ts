@@ -4,7 +4,8 @@
 // torn one. Saves are queued one at a time and coalesced: a save asked for
 // while one is being written, or within `minIntervalMs` of the last one, is
 // folded into the next, so a burst of changes costs two writes whatever the
-// call rate, and an RPC never waits for the disk (flush() does).
+// call rate (and further apart when capturing takes long: many processes
+// tracked), and an RPC never waits for the disk (flush() does).
 import fs from 'node:fs';
 import path from 'node:path';
 import { STATE_FORMAT, type AgentState } from './document';
@@ -20,12 +21,15 @@ export class StateStore {
   writes = 0;
 
   private lastWrite = 0;
+  /** The least time between two saves now (see drain). */
+  private interval: number;
 
   constructor(
     readonly dir: string,
     private readonly options: { format?: number; minIntervalMs?: number } = {},
   ) {
     this.file = path.join(dir, STATE_FILE);
+    this.interval = options.minIntervalMs ?? 0;
   }
 
   private get format(): number {
@@ -76,13 +80,13 @@ export class StateStore {
     this.writes++;
   }
 
-  /** writeNow off the event loop: the agent answers calls while the disk works. */
-  private async write(state: AgentState): Promise<void> {
+  /** writeNow off the event loop (the document already encoded): the agent answers calls while the disk works. */
+  private async write(text: string): Promise<void> {
     await fs.promises.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = this.temporary();
     const file = await fs.promises.open(tmp, 'w', 0o600);
     try {
-      await file.writeFile(encodeState(state, this.format));
+      await file.writeFile(text);
       await file.sync();
     } finally {
       await file.close();
@@ -107,10 +111,16 @@ export class StateStore {
         const capture = this.next;
         this.next = null;
         // One turn first (and the rest of the interval): changes made meanwhile land in this write.
-        const wait = this.lastWrite + (this.options.minIntervalMs ?? 0) - Date.now();
+        const wait = this.lastWrite + this.interval - Date.now();
         await new Promise<void>((resolve) => (wait > 0 ? setTimeout(resolve, wait) : setImmediate(resolve)));
         this.lastWrite = Date.now();
-        await this.write(capture());
+        const t0 = performance.now();
+        const state = capture();
+        const text = encodeState(state, this.format);
+        // Capturing and encoding run on the event loop: with many processes tracked they are not
+        // free, so saves space out to keep them under a tenth of the loop's time.
+        this.interval = Math.max(this.options.minIntervalMs ?? 0, Math.ceil(10 * (performance.now() - t0)));
+        await this.write(text);
       }
     } finally {
       this.writing = null;

@@ -2,7 +2,6 @@
 // new binary, answer, then exec it in place (exec-in-place.ts). Nothing is
 // changed until every check passed: a refused upgrade leaves the agent as
 // it was.
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,6 +9,7 @@ import path from 'node:path';
 import type { AgentImage, AgentUpgrade, UpgradePlan, UpgradeRequest } from '../core';
 import { excerpt, failedPrecondition, invalidArgument } from '../errors';
 import type { Logger } from '../log';
+import { runCommand, type CommandFailure, type Spawner } from '../process/command';
 import type { AgentServer } from '../server/server';
 import { native } from '../../native/native';
 import { captureState, type StateSources } from '../state/capture';
@@ -20,6 +20,8 @@ import { execInPlace, type ExecTarget, type ImageCounters } from './exec-in-plac
 
 export interface UpgraderOptions {
   server: () => AgentServer;
+  /** Spawns the pre-flight runs (the agent's reaper, so that it never reaps them itself). */
+  spawner: Spawner;
   /** This image's counters (core.image). */
   image: () => AgentImage;
   sources: StateSources;
@@ -31,6 +33,16 @@ export interface UpgraderOptions {
   /** How long the pre-flight run may take. */
   preflightMs?: number;
   drainMs?: number;
+}
+
+/** The JSON object on the last line of `text`, if it is one. */
+function lastJson(text: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(text.trim().split('\n').at(-1) ?? '') as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** How to run `file`: an executable directly, a .js/.cjs bundle with this Node. */
@@ -106,24 +118,33 @@ export class Upgrader implements AgentUpgrade {
     }
   }
 
-  /** Runs `file` with `args` once as a child; its last line of output must be JSON with ok: true. */
-  private runChild(file: string, args: string[], what: string): Promise<Record<string, unknown>> {
+  /**
+   * Runs `file` with `args` once as a child; its last line of output must be
+   * JSON with ok: true. Spawned through the reaper: the agent reaps orphans on
+   * every SIGCHLD, and a child it did not spawn itself could be reaped before
+   * Node sees it exit.
+   */
+  private async runChild(file: string, args: string[], what: string): Promise<Record<string, unknown>> {
     const target = targetOf(file, args);
-    return new Promise<Record<string, unknown>>((resolve, reject) => {
-      execFile(target.binary, target.argv.slice(1), { timeout: this.options.preflightMs ?? 30_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-        const last = String(stdout).trim().split('\n').at(-1) ?? '';
-        let parsed: Record<string, unknown> | null = null;
-        try {
-          parsed = JSON.parse(last) as Record<string, unknown>;
-        } catch {
-          // Reported below.
-        }
-        if (err || !parsed || parsed.ok !== true) {
-          const why = excerpt(String(parsed?.error ?? (String(stderr).trim() || String(stdout).trim())), 300);
-          reject(failedPrecondition(`the pre-flight ${what} of ${file} failed (${err ? err.message.split('\n')[0] : 'no report'}): ${why}; nothing was changed`));
-        } else resolve(parsed);
-      });
-    });
+    let failure: CommandFailure | null = null;
+    let stdout: string;
+    try {
+      ({ stdout } = await runCommand(this.options.spawner, target.binary, target.argv.slice(1), {
+        timeoutMs: this.options.preflightMs ?? 30_000,
+        maxOutputBytes: 1 << 20,
+        onFailure: (f) => {
+          failure = f;
+          return new Error(f.summary);
+        },
+      }));
+    } catch (err) {
+      const f = failure as CommandFailure | null;
+      const why = lastJson(f?.stdout ?? '')?.error ?? ((f?.stderr.trim() || f?.stdout.trim()) ?? '');
+      throw failedPrecondition(`the pre-flight ${what} of ${file} failed (${f?.summary.split('\n')[0] ?? (err as Error).message}): ${excerpt(String(why), 300)}; nothing was changed`);
+    }
+    const report = lastJson(stdout);
+    if (!report || report.ok !== true) throw failedPrecondition(`the pre-flight ${what} of ${file} reported no success: ${excerpt(stdout.trim(), 300)}; nothing was changed`);
+    return report;
   }
 
   private async exec(upgradeId: string, target: ExecTarget): Promise<void> {
