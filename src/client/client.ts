@@ -265,7 +265,6 @@ export class AgentClient {
       'grpc.max_receive_message_length': limit,
       'grpc.max_send_message_length': limit,
       'grpc.use_local_subchannel_pool': 1,
-      'grpc-node.flow_control_window': 8 * 1024 * 1024,
       // Reconnect soon after a drop, so that retries find the agent when it is back.
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2000,
