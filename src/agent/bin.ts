@@ -7,9 +7,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { AgentClient } from '../client/client';
 import { main } from './main';
+import { checkState } from './upgrade/upgrader';
+import { AGENT_VERSION } from './version';
 
 /**
- * The second half of an upgrade's pre-flight (upgrade/upgrader.ts): this
+ * The second half of an upgrade's pre-flight (the first is --check-state) (upgrade/upgrader.ts): this
  * image starts as an agent on a private socket and directory, answers its
  * own Negotiate, and exits. One line of JSON; 0 when it served.
  */
@@ -43,6 +45,13 @@ if (calledAsCtl || args[0] === 'ctl') {
   );
 } else if (args[0] === '--self-test' && process.pid !== 1) {
   selfTest().then((code) => process.exit(code));
+} else if (args.includes('--check-state') && process.pid !== 1) {
+  // The pre-flight's state check (upgrade/upgrader.ts): can this image take over the state in DIR?
+  const i = args.indexOf('--state-dir');
+  const dir = i >= 0 ? args[i + 1] : undefined;
+  const { ok, report } = dir ? checkState(dir, AGENT_VERSION) : { ok: false, report: { ok: false, version: AGENT_VERSION, error: '--check-state needs --state-dir DIR' } };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.exitCode = ok ? 0 : 1;
 } else {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -13,9 +13,8 @@ import { EventBus } from './core/events';
 import { RequestLedger } from './core/requests';
 import { Sandbox } from './core/sandbox';
 import { StateKeeper } from './state/keeper';
-import { revived } from './state/capture';
 import { takeOver } from './upgrade/takeover';
-import { checkState, Upgrader } from './upgrade/upgrader';
+import { Upgrader } from './upgrade/upgrader';
 import { commitOrRollBack } from './upgrade/commit';
 import { Guest } from './guest';
 import { createLogger, type Logger } from './log';
@@ -41,16 +40,6 @@ const HOST_CID = 2;
 const FLUSH_MS = 200;
 
 export async function main(argv: readonly string[]): Promise<void> {
-  // The pre-flight run of an upgrade (upgrade/upgrader.ts): can this image take over the state in DIR?
-  if (argv.includes('--check-state') && process.pid !== 1) {
-    const rest = argv.filter((a) => a !== '--check-state');
-    const i = rest.indexOf('--state-dir');
-    const dir = i >= 0 ? rest[i + 1] : undefined;
-    const { ok, report } = dir ? checkState(dir, AGENT_VERSION) : { ok: false, report: { ok: false, version: AGENT_VERSION, error: '--check-state needs --state-dir DIR' } };
-    process.stdout.write(`${JSON.stringify(report)}\n`);
-    process.exitCode = ok ? 0 : 1;
-    return;
-  }
   // As the guest's init nothing is mounted yet, and the configuration lives in /proc/cmdline.
   const procError = mountProcIfInit();
   const guestInit = isGuestInit();
@@ -158,7 +147,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   let unrestored: string[] = [];
   if (takeover) {
-    core.requests.restore(takeover.state.requests.map((r) => ({ ...r, result: revived(r.result) })));
+    core.requests.restore(takeover.requests);
     unrestored = await sandbox.restore(takeover.sandbox, takeover.stdio);
     log.info({ from: takeover.from, containers: sandbox.list().length, lastEventSeq: events.lastSeq }, 'took over from the previous agent image');
   }

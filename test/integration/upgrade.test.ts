@@ -38,6 +38,31 @@ function assertCounts(text: string, from: number): number {
   return from + lines.length;
 }
 
+const TODAY = path.dirname(AGENT_BUNDLE);
+const RELEASES = path.join(TODAY, '..', 'test', 'fixtures', 'releases');
+
+/** Copies a bundle and its addons from `from` into SHARED/name: the UpgradeAgent request naming it. */
+function stageBinary(sharedDir: string, name: string, from = TODAY): { binary_path: string; sha256: string } {
+  const dir = path.join(sharedDir, name);
+  fs.mkdirSync(dir);
+  for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(from, f), path.join(dir, f));
+  return { binary_path: `${name}/agent.cjs`, sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex') };
+}
+
+/** UpgradeAgent to `target`, then a client of the image it started, once one answers (30 s at most). */
+async function upgradeAndWait(addr: string, target: { binary_path: string; sha256: string }, requestId: string): Promise<AgentClient> {
+  const c = await AgentClient.connect(addr, { protocols: ['v2'] });
+  const plan = await c.v2('UpgradeAgent', { ...target, request_id: requestId }, { deadlineSeconds: 60 });
+  c.close();
+  for (const deadline = Date.now() + 30_000; ;) {
+    assert.ok(Date.now() < deadline, `upgrade ${requestId}: the new image never answered`);
+    const probe = await AgentClient.connect(addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
+    if (probe?.agent.image?.upgrade_id === plan.upgrade_id) return probe;
+    probe?.close();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 it('replaces itself in place: same pid, containers and processes kept, output read on by offset, statuses and seqs kept', async () => {
   const client = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
   await client.createContainer({ containerId: 'up', ociSpec: containerSpec({ rootPath: 'busybox', args: COUNTER }) });
@@ -65,11 +90,7 @@ it('replaces itself in place: same pid, containers and processes kept, output re
   }
 
   // The new binary: a copy of today's bundle (and its addons) in the shared directory.
-  const dir = path.join(agent.sharedDir, 'upgrade');
-  fs.mkdirSync(dir);
-  for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
-  const bytes = fs.readFileSync(path.join(dir, 'agent.cjs'));
-  const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+  const { sha256 } = stageBinary(agent.sharedDir, 'upgrade');
 
   // Refused, nothing changed: a wrong digest, a path outside the shared directory.
   await assert.rejects(client.v2('UpgradeAgent', { binary_path: 'upgrade/agent.cjs', sha256: '0'.repeat(64), request_id: 'u-bad' }),
@@ -172,40 +193,21 @@ it('agentctl upgrade waits for the new image and prints the blackout; Discovery 
 
 // Every archived release with the mechanism (those with a state sample): upgraded in place to
 // today's build, and today's build downgraded in place to it, a container kept both ways.
-const RELEASES = path.join(path.dirname(AGENT_BUNDLE), '..', 'test', 'fixtures', 'releases');
 for (const version of fs.readdirSync(RELEASES).filter((v) => fs.existsSync(path.join(RELEASES, v, 'state', 'state.json')))) {
   it(`archived ${version} -> today's build -> ${version}, in place, a container kept`, async () => {
     const old = await startAgent({ bundle: path.join(RELEASES, version, 'agent.cjs') });
     try {
-      const stage = (from: string, name: string) => {
-        const dir = path.join(old.sharedDir, name);
-        fs.mkdirSync(dir);
-        for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(from, f), path.join(dir, f));
-        return { binary_path: `${name}/agent.cjs`, sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex') };
-      };
-      const upgradeTo = async (target: { binary_path: string; sha256: string }, n: number) => {
-        const c = await AgentClient.connect(old.addr, { protocols: ['v2'] });
-        const plan = await c.v2('UpgradeAgent', { ...target, request_id: `matrix-${n}` });
-        c.close();
-        for (const deadline = Date.now() + 30_000; ;) {
-          assert.ok(Date.now() < deadline, 'the new image never answered');
-          const probe = await AgentClient.connect(old.addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
-          if (probe?.agent.image?.upgrade_id === plan.upgrade_id) return probe;
-          probe?.close();
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      };
       const first = await AgentClient.connect(old.addr, { protocols: ['v2'] });
       assert.equal(first.agent.agent_version, version);
       await first.createContainer({ containerId: 'm', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
       await first.startContainer({ containerId: 'm' });
       const pid = (await first.getContainer('m')).init!.pid;
       first.close();
-      const today = await upgradeTo(stage(path.dirname(AGENT_BUNDLE), 'today'), 1);
+      const today = await upgradeAndWait(old.addr, stageBinary(old.sharedDir, 'today'), 'matrix-1');
       assert.equal((await today.getContainer('m')).init!.pid, pid, `kept by today's build after ${version}`);
       assert.equal(today.agent.image!.previous_version, version);
       today.close();
-      const back = await upgradeTo(stage(path.join(RELEASES, version), 'back'), 2);
+      const back = await upgradeAndWait(old.addr, stageBinary(old.sharedDir, 'back', path.join(RELEASES, version)), 'matrix-2');
       assert.equal(back.agent.agent_version, version);
       assert.equal((await back.getContainer('m')).init!.pid, pid, `kept by ${version} after today's build`);
       await back.removeContainer({ containerId: 'm' });
@@ -224,11 +226,7 @@ it('an image unhealthy after the takeover rolls back to the previous one: counte
     await c.createContainer({ containerId: 'rb', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
     await c.startContainer({ containerId: 'rb' });
     const pid = (await c.getContainer('rb')).init!.pid;
-    const dir = path.join(faulty.sharedDir, 'next');
-    fs.mkdirSync(dir);
-    for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
-    const sha256 = crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex');
-    await c.v2('UpgradeAgent', { binary_path: 'next/agent.cjs', sha256, request_id: 'rb-1' });
+    await c.v2('UpgradeAgent', { ...stageBinary(faulty.sharedDir, 'next'), request_id: 'rb-1' });
     c.close();
     let back: AgentClient | null = null;
     for (const deadline = Date.now() + 30_000; ;) {
@@ -328,32 +326,13 @@ it('ten upgrades in a row with a v1 and a v2 client calling throughout, then a d
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
-  const dir = path.join(agent.sharedDir, 'race');
-  fs.mkdirSync(dir);
-  for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
-  const today = { binary_path: 'race/agent.cjs', sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex') };
-  const upgrade = async (target: { binary_path: string; sha256: string }, id: string) => {
-    const c = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
-    const plan = await c.v2('UpgradeAgent', { ...target, request_id: id }, { deadlineSeconds: 60 });
-    c.close();
-    for (const deadline = Date.now() + 30_000; ;) {
-      assert.ok(Date.now() < deadline, `upgrade ${id}: the new image never answered`);
-      const probe = await AgentClient.connect(agent.addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
-      const seen = probe?.agent.image?.upgrade_id;
-      probe?.close();
-      if (seen === plan.upgrade_id) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const today = stageBinary(agent.sharedDir, 'race');
+  const upgrade = async (target: { binary_path: string; sha256: string }, id: string) => (await upgradeAndWait(agent.addr, target, id)).close();
   try {
     for (let n = 0; n < 10; n++) await upgrade(today, `race-${n}`);
     // And back to the archived release that has the mechanism, with the same checks.
-    const releases = path.join(path.dirname(AGENT_BUNDLE), '..', 'test', 'fixtures', 'releases');
-    const version = fs.readdirSync(releases).filter((v) => fs.existsSync(path.join(releases, v, 'state', 'state.json'))).sort().at(-1)!;
-    const back = path.join(agent.sharedDir, 'race-back');
-    fs.mkdirSync(back);
-    for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(releases, version, f), path.join(back, f));
-    await upgrade({ binary_path: 'race-back/agent.cjs', sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(back, 'agent.cjs'))).digest('hex') }, 'race-back');
+    const version = fs.readdirSync(RELEASES).filter((v) => fs.existsSync(path.join(RELEASES, v, 'state', 'state.json'))).sort().at(-1)!;
+    await upgrade(stageBinary(agent.sharedDir, 'race-back', path.join(RELEASES, version)), 'race-back');
     await new Promise((r) => setTimeout(r, 500));
   } finally {
     stop = true;

@@ -38,7 +38,7 @@ const NOT_ATTACHED: StreamState = Object.freeze({ start: 0, end: 0, ended: false
 
 export function snapshotProcess(proc: ContainerProcess): ProcessSnapshot {
   // The output streams exist once the runtime was spawned with the stdio (ProcessIO.attach).
-  const attached = (proc.io as { stdout?: unknown }).stdout !== undefined;
+  const attached = proc.io.attached;
   const io = attached ? proc.io.snapshot() : { stdout: { ...NOT_ATTACHED }, stderr: { ...NOT_ATTACHED }, stdin: { written: proc.io.written } };
   return {
     execId: proc.execId,

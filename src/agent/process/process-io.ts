@@ -45,7 +45,7 @@ export class ProcessIO {
   /** What the process got as fds 0-2, as "dev:ino" (see holders()); null where unknown. */
   private peerEnds: Array<string | null> = [];
   /** Set by attach(): until then the process is still being started and has no streams. */
-  private attached = false;
+  private attached_ = false;
 
   private constructor(
     readonly terminal: boolean,
@@ -89,7 +89,7 @@ export class ProcessIO {
   private finishAdoption(stdinWritten: number): void {
     this.written_ = stdinWritten;
     this.peerEnds = [null, null, null];
-    this.attached = true;
+    this.attached_ = true;
   }
 
   static pipes(bufferLimit: number): ProcessIO {
@@ -108,7 +108,7 @@ export class ProcessIO {
 
   /** Takes over the agent-side ends once the runtime has been spawned. */
   attach(child: ChildProcess): void {
-    this.attached = true;
+    this.attached_ = true;
     if (this.pty) {
       const slave = identify(this.pty.slaveFd);
       this.peerEnds = [slave, slave, slave];
@@ -156,6 +156,11 @@ export class ProcessIO {
     return { stdin: fdOf(this.stdin), stdout: source(this.stdout), stderr: source(this.stderr), pty: null };
   }
 
+  /** The streams exist: the runtime was handed the stdio (attach), or it was taken over (adopted). */
+  get attached(): boolean {
+    return this.attached_;
+  }
+
   /** Bytes of stdin accepted so far: the offset the next write starts at. */
   get written(): number {
     return this.written_;
@@ -166,7 +171,7 @@ export class ProcessIO {
    * id is reserved before its streams exist): a retryable UNAVAILABLE, not a crash.
    */
   requireStarted(what: string): void {
-    if (!this.attached) throw new AgentError('unavailable', `${what}: the process is still being started; try again in a moment`);
+    if (!this.attached_) throw new AgentError('unavailable', `${what}: the process is still being started; try again in a moment`);
   }
 
   snapshot(): StdioState {

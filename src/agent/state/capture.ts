@@ -34,8 +34,7 @@ function captureContainer(c: Container): ContainerRecord {
 }
 
 function captureProcess(p: ContainerProcess): ProcessRecord {
-  // The streams exist once the runtime was handed the stdio (ProcessIO.attach).
-  const attached = (p.io as { stdout?: unknown }).stdout !== undefined;
+  const attached = p.io.attached;
   const s = p.status;
   return {
     execId: p.execId,

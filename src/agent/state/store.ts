@@ -63,13 +63,7 @@ export class StateStore {
   writeNow(state: AgentState): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const tmp = this.temporary();
-    const fd = fs.openSync(tmp, 'w', 0o600);
-    try {
-      fs.writeSync(fd, encodeState(state, this.format));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    writeSynced(tmp, encodeState(state, this.format));
     fs.renameSync(tmp, this.file);
     const dirFd = fs.openSync(this.dir, 'r');
     try {
@@ -125,5 +119,16 @@ export class StateStore {
     } finally {
       this.writing = null;
     }
+  }
+}
+
+/** Writes `data` to `file` (mode 0600) and fsyncs it before returning. */
+export function writeSynced(file: string, data: Buffer | string): void {
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -70,7 +70,7 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
   // From here on nothing awaits: no byte may arrive between the capture and the exec.
   const all = processes(sources.sandbox.list());
   for (const { proc } of all) {
-    if ((proc.io as { stdout?: unknown }).stdout === undefined) continue;
+    if (!proc.io.attached) continue;
     proc.io.stdout.absorbBuffered();
     proc.io.stderr.absorbBuffered();
   }
@@ -84,7 +84,7 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
     listeners[l.address] = name;
   }
   for (const { container, proc } of all) {
-    if ((proc.io as { stdout?: unknown }).stdout === undefined) continue;
+    if (!proc.io.attached) continue;
     for (const stream of ['stdout', 'stderr'] as const) held.set(outputKey(container.id, proc.execId, stream), proc.io[stream].held());
     for (const [which, fd] of Object.entries(proc.io.descriptors())) {
       if (fd !== null) named.push({ name: stdioFdName(container.id, proc.execId, which), fd });

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentState } from '../state/document';
 import { decodeState, encodeState } from '../state/codec';
+import { writeSynced } from '../state/store';
 import type { HandoverRecord } from './handover';
 
 export const HANDOVER_ENV = 'AGENT_HANDOVER';
@@ -84,14 +85,4 @@ function imageOf(raw: unknown): HandoverFile['image'] {
   const o = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
   const count = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : 0);
   return { upgrades: count(o.upgrades), failedUpgrades: count(o.failedUpgrades), upgradeId: typeof o.upgradeId === 'string' ? o.upgradeId : '' };
-}
-
-function writeSynced(file: string, bytes: Buffer): void {
-  const fd = fs.openSync(file, 'w', 0o600);
-  try {
-    fs.writeSync(fd, bytes);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

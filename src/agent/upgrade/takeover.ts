@@ -7,6 +7,8 @@
 import fs from 'node:fs';
 import type { RestoredContainer, RestoredProcess } from '../core/container';
 import type { CoreEvent, Sequenced } from '../core/events';
+import type { SettledRequest } from '../core/requests';
+import { revived } from '../state/capture';
 import type { Logger } from '../log';
 import { ProcessIO } from '../process/process-io';
 import type { AgentState, ContainerRecord, ProcessRecord } from '../state/document';
@@ -18,6 +20,8 @@ import { stdioFdName } from './exec-in-place';
 export interface Takeover {
   from: string;
   state: AgentState;
+  /** The request ids the previous image answered, their results as they were (what RequestLedger.restore takes). */
+  requests: SettledRequest[];
   /** The counters the previous image passed on for this one. */
   image: HandoverFile['image'];
   /** The events the previous image's bus held (what EventBus restored takes). */
@@ -62,6 +66,7 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
   return {
     from: handover.from,
     state: handover.state,
+    requests: handover.state.requests.map((r) => ({ ...r, result: revived(r.result) })),
     image: handover.image,
     events: heldEvents(handover.events, handover.state.lastEventSeq, log),
     previous: handover.previous,
