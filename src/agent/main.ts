@@ -205,7 +205,7 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   // The port appears shortly after virtio_console loads: it is looked for without holding up the announce.
   if (config.channel !== 'none' && (guestInit || fs.existsSync('/sys/class/virtio-ports'))) {
-    agentServer.listeners.add({ kind: 'serial', name: config.channel });
+    agentServer.listeners.add({ kind: 'serial', name: config.channel }, takeover?.port(`serial:${config.channel}`));
   }
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));

@@ -2,12 +2,14 @@
 //   node --import tsx --test src/client/client.test.ts
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { DiscoveryService } from '../protocol';
 import { AgentClient } from './client';
+import { answer, negotiateAs, startFakeAgent } from './fake-agent.testing';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'client-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -56,6 +58,49 @@ describe('AgentClient.connect failure paths', () => {
       assert.deepEqual(channelStates(), made.map(() => grpc.connectivityState.SHUTDOWN));
     } finally {
       server.forceShutdown();
+    }
+  });
+
+  it('ends its socket when the server never answers (a chardev whose guest is not reading: the socket would block the next client)', async () => {
+    const sock = path.join(tmp, 'silent.sock');
+    const ended: number[] = [];
+    const server = net.createServer((s) => {
+      s.resume(); // reads the preface, answers nothing
+      s.on('end', () => ended.push(Date.now()));
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const t0 = Date.now();
+      await assert.rejects(AgentClient.connect(`unix://${sock}`, { connectTimeout: 0.5 }), /cannot reach the agent/);
+      for (const deadline = Date.now() + 5000; ended.length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(ended.length, 1, 'the connection was ended');
+      assert.ok(ended[0]! - t0 < 3000);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('ends its sockets when closed', async () => {
+    const agent = await startFakeAgent({ discovery: negotiateAs(['v2']), v2: { ListContainers: answer({ containers: [] }) } });
+    const opened: net.Socket[] = [];
+    const proxy = net.createServer((s) => {
+      opened.push(s);
+      const up = net.connect(agent.addr.replace(/^unix:\/\//, ''));
+      s.pipe(up).pipe(s);
+      s.on('error', () => up.destroy());
+      up.on('error', () => s.destroy());
+    });
+    const front = path.join(tmp, 'closes-front.sock');
+    await new Promise<void>((resolve) => proxy.listen(front, resolve));
+    try {
+      const client = await AgentClient.connect(`unix://${front}`, { connectTimeout: 5 });
+      assert.equal(opened.length, 1);
+      const closed = new Promise((resolve) => opened[0]!.once('close', resolve));
+      client.close();
+      await closed;
+    } finally {
+      proxy.close();
+      await agent.close();
     }
   });
 });

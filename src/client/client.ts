@@ -18,6 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
+import { ownedSockets, type OwnedSockets } from './owned-sockets';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import type { NegotiateResponse__Output } from '../generated/agent/NegotiateResponse';
 import type { AgentServiceDefinition as V1Definition } from '../generated/agent/v1/AgentService';
@@ -218,6 +219,7 @@ export class AgentClient {
     /** The version in use and why. */
     readonly negotiated: Negotiated,
     options: ConnectOptions,
+    private readonly sockets: OwnedSockets,
     private readonly bridge?: VsockBridge,
   ) {
     this.log = options.log ?? noLog;
@@ -269,24 +271,26 @@ export class AgentClient {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2000,
     };
-    const discovery = new DiscoveryService(target, grpc.credentials.createInsecure(), channelOptions);
+    const sockets = ownedSockets();
+    const discovery = new DiscoveryService(target, sockets.credentials, channelOptions);
     // Share the discovery channel for the versioned services.
     const shared = { ...channelOptions, channelOverride: discovery.getChannel() };
-    const v1Client = new AgentV1Service(target, grpc.credentials.createInsecure(), shared);
-    const v2Client = new AgentV2Service(target, grpc.credentials.createInsecure(), shared);
+    const v1Client = new AgentV1Service(target, sockets.credentials, shared);
+    const v2Client = new AgentV2Service(target, sockets.credentials, shared);
     const deadline = Date.now() + (options.connectTimeout ?? 10) * 1000;
     try {
       await new Promise<void>((resolve, reject) =>
         discovery.waitForReady(deadline, (err) => (err ? reject(new Error(`cannot reach the agent at ${addr}: ${err.message}`)) : resolve())),
       );
       const { agent, negotiated } = await negotiate(addr, { discovery, v1Client, v2Client }, options, deadline);
-      return new AgentClient(addr, discovery, v1Client, v2Client, agent, negotiated, options, bridge);
+      return new AgentClient(addr, discovery, v1Client, v2Client, agent, negotiated, options, sockets, bridge);
     } catch (err) {
       // Nobody gets a client to close: an open channel would keep reconnecting
       // (and keep the process alive) for nothing. connect() closes the bridge.
       v1Client.close();
       v2Client.close();
       discovery.close();
+      sockets.endAll(0);
       throw err;
     }
   }
@@ -533,6 +537,7 @@ export class AgentClient {
     this.v1Client.close();
     this.v2Client.close();
     this.discovery.close();
+    this.sockets.endAll();
     this.bridge?.close();
   }
 

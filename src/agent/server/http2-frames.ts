@@ -144,6 +144,17 @@ export class InboundTracker {
     return this.inConnection;
   }
 
+  /**
+   * The bytes held back at the end of what was pushed (a frame header or a
+   * preface not yet complete), which no event has carried yet; the tracker
+   * starts afresh, as after reset().
+   */
+  takeHeld(): Buffer {
+    const held = Buffer.from(this.head.subarray(0, this.headLength));
+    this.reset();
+    return held;
+  }
+
   /** The current connection is over (the host hung up): look for a new preface. Held bytes are dropped. */
   reset(): void {
     this.inConnection = false;

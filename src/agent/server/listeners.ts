@@ -11,7 +11,7 @@ import type { Logger } from '../log';
 import { native } from '../../native/native';
 import { formatAddress, type Endpoint } from './address';
 import { serveListeningFd } from './fd-listener';
-import { findSerialPort, serveSerialPort } from './serial-port';
+import { findSerialPort, serveSerialPort, type InheritedPort } from './serial-port';
 
 /** Where to serve: an address, or the virtio-serial port of that name. */
 export type ListenSpec = Endpoint | { kind: 'serial'; name: string };
@@ -47,6 +47,9 @@ interface Opened {
   close(): void;
   /** Stop accepting but keep the socket listening: its fd, for the next image (fd listeners only). */
   detach?(): number;
+  /** The serial port: keep what new host connections send, to hand the port over later. */
+  holdInput?(): void;
+  handOver?(): InheritedPort;
   /** tcp port 0 is bound to a real port. */
   address?: string;
   device?: string;
@@ -59,8 +62,16 @@ interface Entry {
   timer?: NodeJS.Timeout;
   /** Resolves after the first attempt, whatever its outcome. */
   firstAttempt: Promise<void>;
-  /** A listening fd an earlier agent image handed over for this address: served instead of a new socket. */
-  inherited?: number;
+  /** What an earlier agent image handed over for this address (a listening fd, or the serial port): served instead of opening afresh. */
+  inherited?: number | InheritedPort;
+}
+
+/** What detach() leaves for the next image. */
+export interface Detached {
+  /** Listening sockets, still listening: clients wait in their backlog. */
+  sockets: Array<{ address: string; fd: number }>;
+  /** Serial ports keeping what hosts send meanwhile (with `ports`); take() gives the port up, right before the exec. */
+  ports: Array<{ address: string; take(): InheritedPort }>;
 }
 
 export class ListenerSet {
@@ -75,10 +86,11 @@ export class ListenerSet {
 
   /**
    * Starts serving on `spec` now, and keeps retrying while it fails. With
-   * `inherited`, the listening socket an earlier agent image handed over for
-   * it (unix and vsock): clients waiting in its backlog are served.
+   * `inherited`, what an earlier agent image handed over for it: the
+   * listening socket (unix and vsock; clients waiting in its backlog are
+   * served), or the serial port's fd and the host input it kept.
    */
-  add(spec: ListenSpec, inherited?: number): void {
+  add(spec: ListenSpec, inherited?: number | InheritedPort): void {
     const address = spec.kind === 'serial' ? `serial:${spec.name}` : formatAddress(spec);
     let settle!: () => void;
     const entry: Entry = {
@@ -117,18 +129,24 @@ export class ListenerSet {
   /**
    * For an exec in place: every unix and vsock listener stops accepting but
    * keeps its socket listening, and hands over its fd (clients that connect
-   * meanwhile wait in the backlog for the next image); the others stop
+   * meanwhile wait in the backlog for the next image). With `ports` (the next
+   * image can take a serial port over), each serial port keeps what a new
+   * host connection sends, to be handed over with it; the others stop
    * accepting. Sessions already accepted go on until the server is shut down.
    */
-  detach(): Array<{ address: string; fd: number }> {
+  detach(options: { ports: boolean }): Detached {
     this.closed = true;
-    const fds: Array<{ address: string; fd: number }> = [];
+    const detached: Detached = { sockets: [], ports: [] };
     for (const e of this.entries) {
       clearTimeout(e.timer);
-      if (e.opened?.detach) fds.push({ address: e.status.address, fd: e.opened.detach() });
-      else e.opened?.stopAccepting();
+      const opened = e.opened;
+      if (opened?.detach) detached.sockets.push({ address: e.status.address, fd: opened.detach() });
+      else if (options.ports && opened?.holdInput && opened.handOver) {
+        opened.holdInput();
+        detached.ports.push({ address: e.status.address, take: () => opened.handOver!() });
+      } else opened?.stopAccepting();
     }
-    return fds;
+    return detached;
   }
 
   /** Stops every listener and every pending retry, and ends their sessions. */
@@ -152,7 +170,7 @@ export class ListenerSet {
     try {
       const inherited = entry.inherited;
       entry.inherited = undefined;
-      entry.opened = inherited !== undefined ? this.listenOnFd(() => inherited, entry.status.address) : await this.open(entry.spec);
+      entry.opened = typeof inherited === 'number' ? this.listenOnFd(() => inherited, entry.status.address) : await this.open(entry.spec, inherited);
       if (this.closed) {
         entry.opened.close();
         return;
@@ -176,7 +194,7 @@ export class ListenerSet {
     }
   }
 
-  private async open(spec: ListenSpec): Promise<Opened> {
+  private async open(spec: ListenSpec, port?: InheritedPort): Promise<Opened> {
     switch (spec.kind) {
       case 'unix':
         return this.listenOnFd(() => {
@@ -191,8 +209,14 @@ export class ListenerSet {
         return this.listenTcp(spec.host, spec.port);
       case 'serial': {
         const device = await findSerialPort(spec.name);
-        const transport = serveSerialPort(device, this.server, this.log.child({ channel: spec.name }));
-        return { stopAccepting: () => transport.stopAccepting(), close: () => transport.close(), device };
+        const transport = serveSerialPort(device, this.server, this.log.child({ channel: spec.name }), {}, port);
+        return {
+          stopAccepting: () => transport.stopAccepting(),
+          close: () => transport.close(),
+          holdInput: () => transport.holdInput(),
+          handOver: () => transport.handOver(),
+          device,
+        };
       }
     }
   }

@@ -19,6 +19,7 @@ import { silentLogger, type Logger } from '../log';
 import { CLIENT_PREFACE, FrameType, encodeFrame } from './http2-frames';
 import {
   DevicePortIo,
+  HELD_INPUT_MAX,
   findSerialPort,
   serveSerialIo,
   serveSerialPort,
@@ -129,6 +130,12 @@ class MemoryPort implements PortIo {
   }
   close(): void {
     this.closed = true;
+  }
+  released = false;
+  unread = Buffer.alloc(0);
+  release(): { fd: number; unread: Buffer } {
+    this.released = true;
+    return { fd: 42, unread: this.unread };
   }
   get out(): Buffer {
     return Buffer.concat(this.written);
@@ -356,6 +363,47 @@ describe('serial sessions on an in-memory port', () => {
     t.close();
   });
 
+  it('holdInput keeps a new host connection for the next image; handOver gives it up with the port, and the next transport serves it first', async () => {
+    const { port, fake, t, lines } = setup();
+    port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));
+    const s1 = collect(fake.sessions[0]!);
+    t.holdInput();
+    port.handlers.data(ping); // the current session goes on
+    const next = Buffer.concat([CLIENT_PREFACE, settings, ping]);
+    port.handlers.data(Buffer.concat([settings, next.subarray(0, 20)])); // its last frame, then a new host
+    port.handlers.data(next.subarray(20, 40));
+    port.unread = next.subarray(40); // read by the device, not yet delivered
+    assert.equal(fake.sessions.length, 1, 'no session for the new host in this image');
+    const handed = t.handOver();
+    assert.equal(handed.fd, 42);
+    assert.equal(handed.input.toString('hex'), next.toString('hex'));
+    assert.equal(port.released, true);
+    assert.equal(port.closed, false, 'the device stays open for the next image');
+    await until('the old session to end', () => s1.ended());
+    assert.equal(s1.data().toString('hex'), Buffer.concat([CLIENT_PREFACE, settings, ping, settings]).toString('hex'));
+    assert.ok(lines.some((l) => l.msg === 'serial port: host connected during the handover; its bytes are kept for the next agent image'));
+    assert.throws(() => t.handOver(), /closed/);
+
+    const port2 = new MemoryPort();
+    const fake2 = fakeServer();
+    serveSerialIo(port2, fake2.server, silentLogger, {}, handed.input);
+    assert.equal(fake2.sessions.length, 1);
+    const s2 = collect(fake2.sessions[0]!);
+    await until('the kept bytes', () => s2.data().length === next.length);
+    assert.equal(s2.data().toString('hex'), next.toString('hex'));
+  });
+
+  it('holdInput stops reading once HELD_INPUT_MAX bytes are kept', () => {
+    const { port, fake, t } = setup();
+    t.holdInput();
+    port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));
+    assert.equal(fake.sessions.length, 0);
+    assert.equal(port.paused, false);
+    port.handlers.data(Buffer.alloc(HELD_INPUT_MAX));
+    assert.equal(port.paused, true);
+    assert.equal(t.handOver().input.length, CLIENT_PREFACE.length + settings.length + HELD_INPUT_MAX);
+  });
+
   it('serves no new host once the grpc.Server is shut down', () => {
     const { port, fake, t } = setup();
     port.handlers.data(CLIENT_PREFACE);
@@ -530,6 +578,9 @@ class EmulatedPort extends ChardevEmulator implements PortIo {
     this.paused = false;
     this.pump();
   }
+  release(): { fd: number; unread: Buffer } {
+    throw new Error('the emulated port has no fd to hand over');
+  }
   write(buf: Buffer): number {
     const h = this.host;
     if (!h || !h.writable) return 0;
@@ -692,6 +743,53 @@ describe('grpc-js through the serial transport', () => {
         assert.equal(lines.filter((l) => l.level !== undefined && (l.level as number) >= 40).length, 0, 'no warnings');
       },
     );
+  });
+});
+
+describe('a serial port handed over open (an exec in place)', () => {
+  it('a host that connects while the port is held is answered by the next transport on the same fd (real device code on FIFOs, grpc-js)', async () => {
+    const options = { rearmMinMs: 2, rearmMaxMs: 20, hangupGraceMs: 0 };
+    const chardev = new FifoChardev();
+    const sockPath = tmpPath('chardev.sock');
+    await chardev.listen(sockPath);
+    const server1 = echoServer();
+    const server2 = echoServer();
+    const t1 = serveSerialIo(new DevicePortIo(chardev.guestFds), server1, silentLogger, options);
+    let t2: SerialTransport | undefined;
+    const clients: grpc.Client[] = [];
+    const newClient = () => {
+      const c = new grpc.Client(`unix:${sockPath}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+      clients.push(c);
+      return c;
+    };
+    try {
+      const first = newClient();
+      assert.equal((await echo(first, Buffer.from('before'))).toString(), 'before');
+      t1.holdInput();
+      const gone = new Promise((resolve) => chardev.events.once('host-closed', resolve));
+      first.close();
+      await gone;
+      // Connects and calls while the old image no longer serves: nothing answers yet.
+      const during = echo(newClient(), Buffer.from('during the exec'));
+      let answered = false;
+      void during.then(() => (answered = true), () => {});
+      await sleep(300);
+      assert.equal(answered, false);
+      const handed = t1.handOver();
+      const { readFd, writeFd } = chardev.guestFds();
+      fs.closeSync(readFd); // the new image reads from the fd handed over
+      t2 = serveSerialIo(new DevicePortIo(chardev.guestFds, { readFd: handed.fd, writeFd }), server2, silentLogger, options, handed.input);
+      assert.equal((await during).toString(), 'during the exec');
+      assert.equal(t1.sessions, 1);
+      assert.equal(t2.sessions, 1);
+    } finally {
+      for (const c of clients) c.close();
+      t1.close();
+      t2?.close();
+      server1.forceShutdown();
+      server2.forceShutdown();
+      await chardev.stop();
+    }
   });
 });
 

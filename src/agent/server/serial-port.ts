@@ -110,6 +110,12 @@ export interface PortIo {
    */
   write(buf: Buffer): number;
   close(): void;
+  /**
+   * Stops reading and gives the device up without closing it (an exec in
+   * place hands it to the next image): its fd, and what was read from it but
+   * not yet delivered. Nothing of this PortIo works afterwards.
+   */
+  release(): { fd: number; unread: Buffer };
 }
 
 export interface SerialServeOptions {
@@ -144,7 +150,29 @@ export interface SerialTransport {
   close(): void;
   /** Takes no new host session; the current one goes on (answers in flight still leave). */
   stopAccepting(): void;
+  /**
+   * For an exec in place: takes no new host session, and from the first byte
+   * of a new host connection keeps everything the host sends for the next
+   * image instead of dropping it (handOver). Reading stops once
+   * HELD_INPUT_MAX bytes are kept: the rest waits in the device.
+   */
+  holdInput(): void;
+  /**
+   * Ends the current session, stops reading and gives the device up without
+   * closing it: its fd and the host bytes kept since holdInput() (a new
+   * connection's preface first), for serveSerialPort's `inherited`.
+   */
+  handOver(): InheritedPort;
 }
+
+/** A port an earlier agent image handed over: its open fd, and the host bytes it had read and kept. */
+export interface InheritedPort {
+  fd: number;
+  input: Buffer;
+}
+
+/** Host bytes kept for the next image before reading stops (the device buffers the rest). */
+export const HELD_INPUT_MAX = 1 << 20;
 
 export interface SerialStats {
   bytesIn: number;
@@ -217,6 +245,10 @@ class SerialMux {
   private rearmDelay: number;
   /** When the port began reporting a hangup while a session was current; 0 when it does not. */
   private hangupSince = 0;
+  /** After holdInput(): host bytes kept for the next image; `capturing` once a new connection began. */
+  private held: Buffer[] | null = null;
+  private heldBytes = 0;
+  private capturing = false;
   private readonly o: Required<SerialServeOptions>;
 
   constructor(
@@ -259,8 +291,41 @@ class SerialMux {
 
   // ---- host -> guest
 
-  private onData(chunk: Buffer): void {
+  holdInput(): void {
+    this.accepting = false;
+    this.held ??= [];
+  }
+
+  handOver(): InheritedPort {
+    if (this.closed) throw new Error('the serial transport is closed: nothing to hand over');
+    const { fd, unread } = this.io.release();
+    const s = this.current;
+    if (s) this.endSession(s, 'handed over to the next agent image');
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.rearmTimer);
+    this.purge();
+    // Unread bytes not preceded by a new connection may be the tail of the old one: the next image's tracker drops them up to a preface.
+    return { fd, input: Buffer.concat([...(this.held ?? []), unread]) };
+  }
+
+  private keep(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.held!.push(bytes);
+    this.heldBytes += bytes.length;
+    if (this.heldBytes >= HELD_INPUT_MAX && !this.inputPaused) {
+      this.inputPaused = true;
+      this.io.pause();
+    }
+  }
+
+  /** Host bytes as they arrive (and, at the start of a takeover, those the previous image kept). */
+  onData(chunk: Buffer): void {
     if (this.closed) return;
+    if (this.capturing) {
+      this.keep(chunk);
+      return;
+    }
     if (this.hangupSince !== 0) {
       this.hangupSince = 0;
       // A new host connection starts with the client preface; anything else continues the one before the hangup.
@@ -275,9 +340,16 @@ class SerialMux {
         case 'preface':
           if (this.current) this.endSession(this.current, 'new host connection');
           if (this.accepting) this.startSession();
-          else this.log.debug('serial port: host connected after shutdown, not served');
+          else if (this.held) {
+            this.capturing = true;
+            this.log.debug('serial port: host connected during the handover; its bytes are kept for the next agent image');
+          } else this.log.debug('serial port: host connected after shutdown, not served');
           break;
         case 'bytes': {
+          if (this.capturing) {
+            this.keep(e.bytes);
+            break;
+          }
           const s = this.current;
           if (!s) {
             this.stats.discardedIn += e.bytes.length;
@@ -303,6 +375,8 @@ class SerialMux {
           break;
       }
     }
+    // From here on the bytes are kept raw: what the tracker still holds of this chunk too.
+    if (this.capturing) this.keep(this.tracker.takeHeld());
   }
 
   private onHangup(): void {
@@ -494,7 +568,7 @@ class SerialMux {
  * (tryShutdown/forceShutdown) stops serving new host connections; close()
  * also releases the device.
  */
-export function serveSerialIo(io: PortIo, server: grpc.Server, log: Logger, options: SerialServeOptions = {}): SerialTransport {
+export function serveSerialIo(io: PortIo, server: grpc.Server, log: Logger, options: SerialServeOptions = {}, input?: Buffer): SerialTransport {
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const mux = new SerialMux(io, (d) => injector.injectConnection(d), log, options);
 
@@ -514,6 +588,8 @@ export function serveSerialIo(io: PortIo, server: grpc.Server, log: Logger, opti
     injector.destroy();
     throw err;
   }
+  // Before anything the device delivers (that comes on a later turn of the event loop).
+  if (input && input.length > 0) mux.onData(input);
   let closed = false;
   return {
     get sessions() {
@@ -527,6 +603,15 @@ export function serveSerialIo(io: PortIo, server: grpc.Server, log: Logger, opti
     },
     stopAccepting() {
       mux.accepting = false;
+    },
+    holdInput() {
+      mux.holdInput();
+    },
+    handOver() {
+      const port = mux.handOver();
+      closed = true;
+      injector.destroy();
+      return port;
     },
     close() {
       if (closed) return;
@@ -542,14 +627,38 @@ export function serveSerialIo(io: PortIo, server: grpc.Server, log: Logger, opti
  * Serves `server` on the virtio-serial character device at devicePath (from
  * findSerialPort). The device is opened here, once (errors throw), and kept
  * open for good; it is reopened only if a read fails and Node has closed it.
+ * With `inherited` (an exec in place), the previous image's open fd is served
+ * instead, after the input it kept: the port never closes, so the guest
+ * kernel drops nothing the host sent meanwhile. An inherited fd that is not
+ * this device is closed and the device opened afresh.
  */
-export function serveSerialPort(devicePath: string, server: grpc.Server, log: Logger, options: SerialServeOptions = {}): SerialTransport {
+export function serveSerialPort(devicePath: string, server: grpc.Server, log: Logger, options: SerialServeOptions = {}, inherited?: InheritedPort): SerialTransport {
   const open = (): DeviceFds => {
     const fd = fs.openSync(devicePath, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
     return { readFd: fd, writeFd: fd };
   };
-  const io = new DevicePortIo(open, open());
-  return serveSerialIo(io, server, log.child({ port: devicePath }), options);
+  const portLog = log.child({ port: devicePath });
+  let first: DeviceFds;
+  if (inherited && sameDevice(inherited.fd, devicePath)) first = { readFd: inherited.fd, writeFd: inherited.fd };
+  else {
+    if (inherited) {
+      portLog.warn({ fd: inherited.fd }, 'the serial port fd handed over is not this device: closed, the device opened afresh');
+      fs.closeSync(inherited.fd);
+    }
+    first = open();
+  }
+  const io = new DevicePortIo(open, first);
+  return serveSerialIo(io, server, portLog, options, first.readFd === inherited?.fd ? inherited.input : undefined);
+}
+
+function sameDevice(fd: number, devicePath: string): boolean {
+  try {
+    const a = fs.fstatSync(fd);
+    const b = fs.statSync(devicePath);
+    return a.dev === b.dev && a.ino === b.ino && a.rdev === b.rdev;
+  } catch {
+    return false;
+  }
 }
 
 export interface DeviceFds {
@@ -639,6 +748,23 @@ export class DevicePortIo implements PortIo {
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return 0;
       throw err;
     }
+  }
+
+  release(): { fd: number; unread: Buffer } {
+    const s = this.socket;
+    const fds = this.fds;
+    if (this.closed || !s || !fds) throw new Error('the serial port is not open: nothing to hand over');
+    this.closed = true;
+    this.socket = undefined; // what read() below emits as 'data' is not delivered twice
+    s.pause();
+    const unread: Buffer[] = [];
+    for (let c: Buffer | null; (c = s.read() as Buffer | null) !== null; ) unread.push(c);
+    // INTERNAL NODE API (as readAgain): stop libuv reading, without closing the fd the handle owns.
+    (s as unknown as { _handle: { readStop?: () => void } | null })._handle?.readStop?.();
+    s.removeAllListeners('data');
+    if (fds.writeFd !== fds.readFd) fs.closeSync(fds.writeFd);
+    this.fds = undefined;
+    return { fd: fds.readFd, unread: Buffer.concat(unread) };
   }
 
   close(): void {

@@ -13,13 +13,15 @@ import type { ContainerProcess } from '../process/container-process';
 import type { AgentServer } from '../server/server';
 import { captureState, type StateSources } from '../state/capture';
 import { prepareHandover } from './handover';
-import { HANDOVER_ENV, outputKey, writeHandover } from './handover-file';
+import { HANDOVER_ENV, inputKey, outputKey, writeHandover } from './handover-file';
 
 export interface ExecTarget {
   /** The executable to exec (a path, never execPath's "(deleted)"). */
   binary: string;
   /** Its full argv, argv[0] included. */
   argv: string[];
+  /** What it can take over beyond listening sockets and stdio (its pre-flight report's `adopts`; handover.ts ADOPTS). */
+  adopts?: string[];
 }
 
 export interface ExecInPlaceDeps {
@@ -54,7 +56,9 @@ function processes(containers: Container[]): Array<{ container: Container; proc:
  */
 export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Promise<Error> {
   const { server, sources, log } = deps;
-  const listening = server.listeners.detach();
+  // A serial port handed over stays open, so the guest kernel keeps what a host sends during the exec;
+  // only an image that knows how to take it over may get it (one that does not would find the port busy).
+  const detached = server.listeners.detach({ ports: target.adopts?.includes('serial-port') ?? false });
   // Streams never finish on their own: they end now, and their clients re-attach to the new image at their offsets.
   server.endStreams(`the agent is replacing itself in place (version ${sources.agentVersion} execs ${target.binary}); reconnect and re-attach at your offset`);
   await new Promise<void>((resolve) => {
@@ -78,10 +82,18 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
   const held = new Map<string, Buffer>();
   const named: Array<{ name: string; fd: number }> = [];
   const listeners: Record<string, string> = {};
-  for (const l of listening) {
+  for (const l of detached.sockets) {
     const name = `listener:${l.address}`;
     named.push({ name, fd: l.fd });
     listeners[l.address] = name;
+  }
+  const ports: Record<string, string> = {};
+  for (const p of detached.ports) {
+    const { fd, input } = p.take();
+    const name = `port:${p.address}`;
+    named.push({ name, fd });
+    ports[p.address] = name;
+    held.set(inputKey(p.address), input);
   }
   for (const { container, proc } of all) {
     if (!proc.io.attached) continue;
@@ -101,7 +113,7 @@ export async function execInPlace(target: ExecTarget, deps: ExecInPlaceDeps): Pr
     }
   }
   const handover = (image: ImageCounters) =>
-    writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, previous: deps.self, events: sources.events.held(), image }, held);
+    writeHandover(deps.stateDir, { from: sources.agentVersion, state, fds, listeners, ports, previous: deps.self, events: sources.events.held(), image }, held);
   const file = handover(deps.next);
   const env = [...Object.entries(process.env).filter(([k]) => k !== HANDOVER_ENV).map(([k, v]) => `${k}=${v}`), `${HANDOVER_ENV}=${file}`];
   log.info({ binary: target.binary, handover: file, fds: named.length, containers: state.containers.length }, 'exec in place');

@@ -2,7 +2,7 @@
 // STATE_DIR/handover/handover.json with the state (state/document.ts, in the
 // codec's JSON), the descriptors it hands over (handover.ts), the addresses
 // its listeners served, and beside it the output each process stream held,
-// one file per stream. Written before the exec, atomically; read once by the
+// one file per stream (and the host input a serial port kept). Written before the exec, atomically; read once by the
 // new image (AGENT_HANDOVER names the file), which renames it to
 // handover.json.taken.
 import fs from 'node:fs';
@@ -22,10 +22,12 @@ export interface HandoverFile {
   fds: HandoverRecord;
   /** Listening fds by address (as the listeners print it): name of the fd in `fds`. */
   listeners: Record<string, string>;
-  /** The output files beside the handover file, by outputKey(). */
+  /** Serial ports handed over open, by address (serial:NAME): name of the fd in `fds`; their kept input is the file of inputKey(address). */
+  ports: Record<string, string>;
+  /** The files beside the handover file, by outputKey() or inputKey(). */
   output: Record<string, string>;
-  /** How to run the image that wrote it again (a rollback). */
-  previous: { binary: string; argv: string[] };
+  /** How to run the image that wrote it again (a rollback), and what it can take over. */
+  previous: { binary: string; argv: string[]; adopts?: string[] };
   /** The events its bus held, oldest first (core/events.ts Sequenced<CoreEvent>, as JSON). */
   events: unknown[];
   /** The counters as the image taking over is to show them. */
@@ -33,6 +35,8 @@ export interface HandoverFile {
 }
 
 export const outputKey = (containerId: string, execId: string, stream: 'stdout' | 'stderr') => `${containerId}/${execId}/${stream}`;
+/** A serial port's kept host input (no container id has a colon: the keys never meet). */
+export const inputKey = (address: string) => `input:${address}`;
 
 export function handoverDir(stateDir: string): string {
   return path.join(stateDir, 'handover');
@@ -51,7 +55,7 @@ export function writeHandover(stateDir: string, h: Omit<HandoverFile, 'output'>,
     writeSynced(path.join(dir, name), bytes);
     output[key] = name;
   }
-  const doc = { format: HANDOVER_FORMAT, from: h.from, state: JSON.parse(encodeState(h.state)), fds: h.fds, listeners: h.listeners, output, previous: h.previous, events: h.events, image: h.image };
+  const doc = { format: HANDOVER_FORMAT, from: h.from, state: JSON.parse(encodeState(h.state)), fds: h.fds, listeners: h.listeners, ports: h.ports, output, previous: h.previous, events: h.events, image: h.image };
   const file = path.join(dir, 'handover.json');
   writeSynced(`${file}.tmp`, Buffer.from(JSON.stringify(doc)));
   fs.renameSync(`${file}.tmp`, file);
@@ -68,6 +72,7 @@ export function readHandover(file: string): { handover: HandoverFile; held: (key
     state,
     fds: doc.fds as HandoverRecord,
     listeners: (doc.listeners ?? {}) as Record<string, string>,
+    ports: (doc.ports ?? {}) as Record<string, string>,
     output: (doc.output ?? {}) as Record<string, string>,
     previous: doc.previous as HandoverFile['previous'],
     events: Array.isArray(doc.events) ? doc.events : [],

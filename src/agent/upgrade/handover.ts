@@ -12,6 +12,14 @@ import { native } from '../../native/native';
 
 export type FdKind = 'socket' | 'fifo' | 'char' | 'file' | 'dir' | 'other';
 
+/**
+ * What this image can take over besides listening sockets and stdio, as its
+ * pre-flight report says (`adopts`): the image before it hands only that over.
+ * Releases before 0.5.0 report none: a serial port handed to them open would
+ * stay open unclaimed, and their own open of it would fail (one opener at a time).
+ */
+export const ADOPTS = ['serial-port'] as const;
+
 export interface HandedFd {
   name: string;
   fd: number;

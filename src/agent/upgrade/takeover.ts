@@ -14,7 +14,8 @@ import { ProcessIO } from '../process/process-io';
 import type { AgentState, ContainerRecord, ProcessRecord } from '../state/document';
 import type { SavedStorage } from '../storage/manager';
 import { adoptHandover } from './handover';
-import { HANDOVER_ENV, outputKey, readHandover, type HandoverFile } from './handover-file';
+import { HANDOVER_ENV, inputKey, outputKey, readHandover, type HandoverFile } from './handover-file';
+import type { InheritedPort } from '../server/serial-port';
 import { stdioFdName } from './exec-in-place';
 
 export interface Takeover {
@@ -29,6 +30,8 @@ export interface Takeover {
   previous: HandoverFile['previous'];
   /** The listening fd handed over for `address`, if any. */
   listenerFd(address: string): number | undefined;
+  /** The serial port handed over open for `address` (serial:NAME), with the host input it kept, if any. */
+  port(address: string): InheritedPort | undefined;
   /** The addresses whose listening sockets were handed over. */
   inherited: string[];
   /** This takeover is an upgrade (not a rollback, nor an image taking its own handover back): it may be rolled back. */
@@ -82,6 +85,11 @@ export function takeOver(env: NodeJS.ProcessEnv, outputBufferBytes: number, log:
     listenerFd: (address) => {
       const name = handover.listeners[address];
       return name === undefined ? undefined : adopted.fds.get(name);
+    },
+    port: (address) => {
+      const name = handover.ports[address];
+      const fd = name === undefined ? undefined : adopted.fds.get(name);
+      return fd === undefined ? undefined : { fd, input: held(inputKey(address)) };
     },
     sandbox: {
       id: handover.state.sandbox?.id ?? null,

@@ -17,6 +17,7 @@ import { OLDEST_READ_FORMAT, STATE_FORMAT } from '../state/document';
 import { StateStore } from '../state/store';
 import { resolveWithin } from '../validate';
 import { execInPlace, type ExecTarget, type ImageCounters } from './exec-in-place';
+import { ADOPTS } from './handover';
 
 export interface UpgraderOptions {
   server: () => AgentServer;
@@ -54,7 +55,8 @@ export function targetOf(file: string, args: readonly string[]): ExecTarget {
 export function selfTarget(args: readonly string[]): ExecTarget {
   const script = process.argv[1];
   const isBundle = script !== undefined && script !== process.execPath && /\.c?js$/.test(script);
-  return isBundle ? targetOf(path.resolve(script), args) : { binary: process.execPath, argv: [process.execPath, ...args] };
+  const target = isBundle ? targetOf(path.resolve(script), args) : { binary: process.execPath, argv: [process.execPath, ...args] };
+  return { ...target, adopts: [...ADOPTS] };
 }
 
 export class Upgrader implements AgentUpgrade {
@@ -70,7 +72,7 @@ export class Upgrader implements AgentUpgrade {
     this.underWay = upgradeId;
     try {
       const plan = await this.preflight(upgradeId, file, req.sha256);
-      const target = targetOf(file, this.options.args);
+      const target = { ...targetOf(file, this.options.args), adopts: plan.adopts };
       // Once the answer has left: the exec drains every connection.
       setTimeout(() => void this.exec(upgradeId, target), 100);
       return plan;
@@ -80,7 +82,7 @@ export class Upgrader implements AgentUpgrade {
     }
   }
 
-  private async preflight(upgradeId: string, file: string, sha256: string): Promise<UpgradePlan> {
+  private async preflight(upgradeId: string, file: string, sha256: string): Promise<UpgradePlan & { adopts: string[] }> {
     const log = this.options.log.child({ upgrade: upgradeId, binary: file });
     let st: fs.Stats;
     try {
@@ -112,7 +114,8 @@ export class Upgrader implements AgentUpgrade {
         if (selfTest.version !== report.version) throw failedPrecondition(`the pre-flight runs of ${file} disagree on its version: ${String(report.version)} and ${String(selfTest.version)}`);
       } else log.warn({ version: report.version }, 'the new binary offers no start-up self-test (a release before 0.5.0): only its state check was run');
       log.info({ report }, 'upgrade pre-flight passed');
-      return { upgradeId, fromVersion: this.options.sources.agentVersion, toVersion: String(report.version), stateFormat: Number(report.writes_format) };
+      const adopts = Array.isArray(report.adopts) ? report.adopts.filter((a): a is string => typeof a === 'string') : [];
+      return { upgradeId, fromVersion: this.options.sources.agentVersion, toVersion: String(report.version), stateFormat: Number(report.writes_format), adopts };
     } finally {
       await fs.promises.rm(snapshot, { recursive: true, force: true });
     }
@@ -197,6 +200,8 @@ export function checkState(stateDir: string, version: string): { ok: boolean; re
         addons: 'loaded',
         // `--self-test` exists: the pre-flight runs it too.
         self_test: true,
+        // What this image takes over beyond listening sockets and stdio (exec-in-place.ts hands only that over).
+        adopts: [...ADOPTS],
       },
     };
   } catch (err) {
