@@ -1,19 +1,24 @@
-// In-place upgrade on the host (the bundled agent as an ordinary process,
-// under unshare as the tests run it): blackout and total time with 1, 10 and
-// 100 running processes. A prober asks Negotiate over and over, each time on
+// In-place upgrade, on the host (the bundled agent as an ordinary process,
+// under unshare as the tests run it) and with --guest in a VM (the single
+// executable as PID 1, over the virtio-serial channel, TCG here): blackout
+// and total time with 1, 10 and 100 running processes. A prober asks Negotiate over and over, each time on
 // a fresh connection (what a runtime does after the exec), and records who
 // answered: the blackout is from the last answer of the old image to the
 // first of the new one; the total from the UpgradeAgent call to that first
 // answer; refused counts the probes that failed to connect at all (a
-// connection waiting in the backlog is not refused). Prints a table; asserts
-// nothing.
+// connection waiting in the backlog is not refused). Beside them the new
+// image's own start-up (its announce line: process start -> listening), which
+// the blackout contains. Prints a table; asserts nothing.
 //   npm run bench:upgrade        (builds first)
-//   node --import tsx bench/upgrade.ts [--runs N]
+//   node --import tsx bench/upgrade.ts [--runs N] [--guest]   (--guest: npm run build:image first)
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
+import { GUEST_DIR, SHARE_TAG, startVm } from '../build/vm';
 import { AgentClient } from '../src/client/client';
 import { AGENT_BUNDLE, startAgent } from '../test/helpers/agent-process';
+import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
 import { printTable } from './stdout';
 
@@ -31,8 +36,8 @@ interface Run {
   refused: number;
 }
 
-async function upgradeOnce(addr: string, target: { binary_path: string; sha256: string }, n: number): Promise<Run> {
-  const client = await AgentClient.connect(addr, { protocols: ['v2'] });
+async function upgradeOnce(addr: string, target: { binary_path: string; sha256: string }, n: number, connectTimeout: number): Promise<Run> {
+  const client = await AgentClient.connect(addr, { protocols: ['v2'], connectTimeout });
   const t0 = performance.now();
   let lastOld = t0;
   let refused = 0;
@@ -42,7 +47,7 @@ async function upgradeOnce(addr: string, target: { binary_path: string; sha256: 
   const probe = (async () => {
     for (;;) {
       if (stop) return null;
-      const c = await AgentClient.connect(addr, { protocols: ['v2'], connectTimeout: 5 }).catch((err: unknown) => {
+      const c = await AgentClient.connect(addr, { protocols: ['v2'], connectTimeout }).catch((err: unknown) => {
         if (/ECONNREFUSED|ENOENT/.test(String(err))) refused++;
         return null;
       });
@@ -55,41 +60,97 @@ async function upgradeOnce(addr: string, target: { binary_path: string; sha256: 
       }
     }
   })();
-  const plan = await client.v2('UpgradeAgent', { ...target, request_id: `bench-${n}` });
+  const plan = await client.v2('UpgradeAgent', { ...target, request_id: `bench-${n}` }, { deadlineSeconds: 300 });
   upgradeId = plan.upgrade_id;
   const stageMs = performance.now() - t0;
   client.close();
-  const firstNew = await Promise.race([probe, new Promise<null>((r) => setTimeout(() => r(null), 60_000))]);
+  const firstNew = await Promise.race([probe, new Promise<null>((r) => setTimeout(() => r(null), 180_000))]);
   stop = true;
   if (firstNew === null) throw new Error('the new image never answered');
   return { blackoutMs: firstNew - lastOld, totalMs: firstNew - t0, stageMs, refused };
 }
 
-async function main(): Promise<void> {
-  const runs = flag('runs', 3);
-  const rows = [['running processes', 'blackout ms (median)', 'min', 'max', 'total ms (median)', 'stage+pre-flight ms', 'refused', 'notes']];
-  for (const count of [1, 10, 100]) {
-    const agent = await startAgent({ args: ['--log-level', 'info'] });
+/** Where the agent runs: an ordinary process here, or PID 1 of a VM. */
+interface Subject {
+  addr: string;
+  /** The UpgradeAgent request for a copy of today's build in the shared directory. */
+  target: { binary_path: string; sha256: string };
+  /** The agent's JSON log lines so far. */
+  logs(): Array<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+const sha256 = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
+async function onHost(): Promise<Subject> {
+  const agent = await startAgent({ args: ['--log-level', 'info'] });
+  const dir = path.join(agent.sharedDir, 'next');
+  fs.mkdirSync(dir);
+  for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
+  return { addr: agent.addr, target: { binary_path: 'next/agent.cjs', sha256: sha256(path.join(dir, 'agent.cjs')) }, logs: () => agent.logs(), stop: () => agent.stop() };
+}
+
+async function inGuest(): Promise<Subject> {
+  const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-upgrade-'));
+  makeBusyboxRootfs(path.join(shared, 'busybox'));
+  fs.copyFileSync(path.join(GUEST_DIR, 'agent'), path.join(shared, 'agent-next'));
+  fs.chmodSync(path.join(shared, 'agent-next'), 0o755);
+  const vm = await startVm({ sharedDir: shared, kernelArgs: ['agent.policy=/etc/agent/policy-allow-all.json'], onAccel: () => {} });
+  await vm.waitForConsole(/"msg":"announce"/, 120_000);
+  const c = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60, protocols: ['v2'] });
+  await c.createSandbox({ hostname: 'bench', storages: [{ driver: '9p', source: SHARE_TAG, fstype: '9p', mountPoint: '/run/kata-containers/shared/containers' }] });
+  c.close();
+  const logs = () => vm.console().split('\n').flatMap((l) => {
+    const i = l.indexOf('{"level"');
+    if (i < 0) return [];
     try {
-      const dir = path.join(agent.sharedDir, 'next');
-      fs.mkdirSync(dir);
-      for (const f of ['agent.cjs', 'agent_native.node', 'pty.node']) fs.copyFileSync(path.join(path.dirname(AGENT_BUNDLE), f), path.join(dir, f));
-      const target = { binary_path: 'next/agent.cjs', sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, 'agent.cjs'))).digest('hex') };
-      const c = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
+      return [JSON.parse(l.slice(i)) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+  return {
+    addr: vm.agentAddr,
+    target: { binary_path: 'agent-next', sha256: sha256(path.join(shared, 'agent-next')) },
+    logs,
+    stop: async () => {
+      await vm.stop();
+      fs.rmSync(shared, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The start-up (process start -> listening, ms) of each image that took over, oldest first. */
+const takeoverStartups = (logs: Array<Record<string, unknown>>) =>
+  logs.filter((l) => l.msg === 'announce' && l.tookOverFrom).map((l) => Number((l.startupMs as { listening?: number } | undefined)?.listening));
+
+async function main(): Promise<void> {
+  const guest = process.argv.includes('--guest');
+  const runs = flag('runs', guest ? 1 : 3);
+  const connectTimeout = guest ? 120 : 5;
+  const rows = [['running processes', 'blackout ms (median)', 'min', 'max', 'new image start-up ms', 'total ms (median)', 'stage+pre-flight ms', 'refused', 'notes']];
+  for (const count of [1, 10, 100]) {
+    const subject = guest ? await inGuest() : await onHost();
+    try {
+      const c = await AgentClient.connect(subject.addr, { protocols: ['v2'], connectTimeout });
       await c.createContainer({ containerId: 'b', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '100000'] }) });
       await c.startContainer({ containerId: 'b' });
       for (let i = 1; i < count; i++) await c.exec({ containerId: 'b', execId: `s${i}`, process: proc(['sleep', '100000']) });
       c.close();
       const results: Run[] = [];
-      for (let r = 0; r < runs; r++) results.push(await upgradeOnce(agent.addr, target, count * 100 + r));
+      for (let r = 0; r < runs; r++) results.push(await upgradeOnce(subject.addr, subject.target, count * 100 + r, connectTimeout));
       const b = results.map((x) => x.blackoutMs);
-      rows.push([String(count), median(b).toFixed(0), Math.min(...b).toFixed(0), Math.max(...b).toFixed(0), median(results.map((x) => x.totalMs)).toFixed(0),
-        median(results.map((x) => x.stageMs)).toFixed(0), String(results.reduce((n, x) => n + x.refused, 0)), `${runs} upgrades in a row`]);
+      const startups = takeoverStartups(subject.logs());
+      rows.push([String(count), median(b).toFixed(0), Math.min(...b).toFixed(0), Math.max(...b).toFixed(0),
+        startups.length ? median(startups).toFixed(0) : '?', median(results.map((x) => x.totalMs)).toFixed(0),
+        median(results.map((x) => x.stageMs)).toFixed(0), String(results.reduce((n, x) => n + x.refused, 0)), `${runs} upgrade${runs > 1 ? 's in a row' : ''}`]);
     } finally {
-      await agent.stop();
+      await subject.stop();
     }
   }
-  console.log(`upgrade bench (host, an ordinary process): node ${process.version}`);
+  console.log(guest
+    ? `upgrade bench (guest: the single executable as PID 1, QEMU ${process.env.AGENT_VM_ACCEL ?? 'accel by probe'}, over the virtio-serial channel)`
+    : `upgrade bench (host, an ordinary process): node ${process.version}`);
   printTable(rows);
 }
 
