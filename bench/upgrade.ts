@@ -1,11 +1,12 @@
 // In-place upgrade, on the host (the bundled agent as an ordinary process,
 // under unshare as the tests run it) and with --guest in a VM (the single
 // executable as PID 1, over the virtio-serial channel, TCG here): blackout
-// and total time with 1, 10 and 100 running processes. A prober asks Negotiate over and over, each time on
-// a fresh connection (what a runtime does after the exec), and records who
-// answered: the blackout is from the last answer of the old image to the
-// first of the new one; the total from the UpgradeAgent call to that first
-// answer; refused counts the probes that failed to connect at all (a
+// and total time with 1, 10 and 100 running processes. A prober connects
+// over and over (Negotiate and a first call), each time on a fresh
+// connection (what a runtime does after the exec), and records when it was
+// answered and by which image: the blackout is the longest time without an
+// answer, up to the new image's first; the total from the UpgradeAgent call
+// to that first answer; refused counts the probes that failed to connect at all (a
 // connection waiting in the backlog is not refused). Beside them the new
 // image's own start-up (its announce line: process start -> listening), which
 // the blackout contains. Prints a table; asserts nothing.
@@ -38,10 +39,12 @@ interface Run {
 
 async function upgradeOnce(addr: string, target: { binary_path: string; sha256: string }, n: number, connectTimeout: number): Promise<Run> {
   const client = await AgentClient.connect(addr, { protocols: ['v2'], connectTimeout });
+  // Who answered is told by the upgrade id Discovery shows: the old image's is known now.
+  const oldId = client.agent.image?.upgrade_id ?? '';
   const t0 = performance.now();
-  let lastOld = t0;
+  // When each probe was answered (by either image): the blackout is the longest gap.
+  const answered: number[] = [t0];
   let refused = 0;
-  let upgradeId = '';
   let stop = false;
   // The prober runs before and during the call: answers from the old image until the exec.
   const probe = (async () => {
@@ -55,19 +58,20 @@ async function upgradeOnce(addr: string, target: { binary_path: string; sha256: 
       if (c) {
         const id = c.agent.image?.upgrade_id ?? '';
         c.close();
-        if (upgradeId && id === upgradeId) return at;
-        lastOld = at;
+        answered.push(at);
+        if (id !== oldId) return { at, id };
       }
     }
   })();
   const plan = await client.v2('UpgradeAgent', { ...target, request_id: `bench-${n}` }, { deadlineSeconds: 300 });
-  upgradeId = plan.upgrade_id;
   const stageMs = performance.now() - t0;
   client.close();
   const firstNew = await Promise.race([probe, new Promise<null>((r) => setTimeout(() => r(null), 180_000))]);
   stop = true;
   if (firstNew === null) throw new Error('the new image never answered');
-  return { blackoutMs: firstNew - lastOld, totalMs: firstNew - t0, stageMs, refused };
+  if (firstNew.id !== plan.upgrade_id) throw new Error(`an image of upgrade ${firstNew.id} answered, not the one of ${plan.upgrade_id}`);
+  const blackoutMs = Math.max(...answered.slice(1).map((t, i) => t - answered[i]!));
+  return { blackoutMs, totalMs: firstNew.at - t0, stageMs, refused };
 }
 
 /** Where the agent runs: an ordinary process here, or PID 1 of a VM. */
