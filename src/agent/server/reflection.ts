@@ -9,14 +9,24 @@
 // build and merged into the package definition given to it. Every file is
 // normalized on the way so that strict descriptor pools (protobuf's C++ and
 // Go runtimes: grpcurl, grpcio's reflection clients) accept it.
-import type * as grpc from '@grpc/grpc-js';
+//
+// All of that is built on the first reflection call, not at start-up (it
+// costs more than the rest of the agent's start together: bench/footprint.ts):
+// the two services are registered as stand-ins that take the raw bytes, and
+// hand each call to the real handler, with its decoders, once it exists.
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
+import type { ReflectionService as ReflectionServiceType } from '@grpc/reflection';
 import { service as healthService } from 'grpc-health-check';
 import { FileDescriptorProto, type IDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
+import { malformedReason } from './decoding';
 
 /** A package definition as @grpc/reflection's own proto-loader types it (the same shape as ours). */
-type Definitions = ConstructorParameters<typeof ReflectionService>[0];
+type Definitions = ConstructorParameters<typeof ReflectionServiceType>[0];
+
+/** Loaded on first use only (see the top of this file). */
+const reflectionModule = (): typeof import('@grpc/reflection') => require('@grpc/reflection') as typeof import('@grpc/reflection');
 type ServiceDefinition = Extract<Definitions[string], { [method: string]: { path: string } }>;
 
 /** The names upstream gRPC gives these files (protobufjs names a file after its package). */
@@ -26,11 +36,98 @@ const CANONICAL_FILE_NAMES: Record<string, string> = {
   'grpc.reflection.v1alpha': 'grpc/reflection/v1alpha/reflection.proto',
 };
 
-/** Registers server reflection (v1 and v1alpha) on `server` for `packageDefinition`, health and reflection. */
-export function addReflection(server: Pick<grpc.Server, 'addService'>, packageDefinition: PackageDefinition): ReflectionService {
-  const reflection = new ReflectionService(withServedServices(packageDefinition));
-  reflection.addToServer(server);
-  return reflection;
+/** The method paths of the reflection services, one per version, as @grpc/reflection serves them. */
+export const REFLECTION_PATHS = ['/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo'];
+
+type Handler = (call: grpc.ServerDuplexStream<unknown, unknown>) => void;
+interface RealMethod {
+  definition: grpc.MethodDefinition<unknown, unknown>;
+  handler: Handler;
+}
+
+/**
+ * Registers server reflection (v1 and v1alpha) for `packageDefinition`,
+ * health and reflection: stand-ins on `server` now, the real services (built
+ * by `wrap`'s server, e.g. one that decodes strictly) at the first call.
+ */
+export function addReflection(
+  server: Pick<grpc.Server, 'addService'>,
+  packageDefinition: () => PackageDefinition,
+  wrap: (recorder: Pick<grpc.Server, 'addService'>) => Pick<grpc.Server, 'addService'> = (r) => r,
+): void {
+  let real: Map<string, RealMethod> | undefined;
+  const load = (): Map<string, RealMethod> => {
+    if (real) return real;
+    const { ReflectionService } = reflectionModule();
+    const methods = new Map<string, RealMethod>();
+    const recorder: Pick<grpc.Server, 'addService'> = {
+      addService: (service, implementation) => {
+        for (const [name, definition] of Object.entries(service)) {
+          methods.set(definition.path, { definition, handler: (implementation as Record<string, Handler>)[name]! });
+        }
+      },
+    };
+    new ReflectionService(withServedServices(packageDefinition())).addToServer(wrap(recorder));
+    real = methods;
+    return methods;
+  };
+  const bytes = (b: Buffer) => b;
+  for (const path of REFLECTION_PATHS) {
+    const standIn = { path, requestStream: true, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes };
+    server.addService({ ServerReflectionInfo: standIn } as grpc.ServiceDefinition, {
+      ServerReflectionInfo: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        const method = load().get(path);
+        if (!method) {
+          call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${path} is not served by this build of @grpc/reflection` });
+          return;
+        }
+        method.handler(decodedCall(call, method.definition));
+      },
+    });
+  }
+}
+
+/**
+ * The stand-in's raw call as the real handler expects it: messages decoded
+ * and encoded by its method definition. A request its decoder refuses (the
+ * strict decoder's marker, decoding.ts) ends the call with INVALID_ARGUMENT.
+ */
+function decodedCall(call: grpc.ServerDuplexStream<Buffer, Buffer>, definition: grpc.MethodDefinition<unknown, unknown>): grpc.ServerDuplexStream<unknown, unknown> {
+  const view = new EventEmitter() as EventEmitter & { write(m: unknown): boolean; end(): void };
+  let failed = false;
+  call.on('data', (bytes: Buffer) => {
+    if (failed) return;
+    let message: unknown;
+    try {
+      message = definition.requestDeserialize(bytes);
+    } catch (err) {
+      message = { [MALFORMED_VIEW]: (err as Error).message };
+    }
+    const reason = malformedOf(message);
+    if (reason !== null) {
+      failed = true;
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: reason });
+      return;
+    }
+    view.emit('data', message);
+  });
+  call.on('end', () => {
+    if (!failed) view.emit('end');
+  });
+  // (the real handler listens for none: an EventEmitter would throw an 'error' nobody listens for)
+  call.on('error', (err) => {
+    if (view.listenerCount('error') > 0) view.emit('error', err);
+  });
+  call.on('cancelled', () => view.emit('cancelled'));
+  view.write = (m) => call.write(Buffer.from(definition.responseSerialize(m)));
+  view.end = () => call.end();
+  return view as unknown as grpc.ServerDuplexStream<unknown, unknown>;
+}
+
+const MALFORMED_VIEW = Symbol('undecodable reflection request');
+function malformedOf(message: unknown): string | null {
+  if (typeof message === 'object' && message !== null && MALFORMED_VIEW in message) return String((message as Record<symbol, unknown>)[MALFORMED_VIEW]);
+  return malformedReason(message);
 }
 
 /** `packageDefinition` plus the health and reflection services and their messages, every file normalized. */
@@ -71,7 +168,7 @@ export function withServedServices(packageDefinition: PackageDefinition): Defini
 /** The service definitions @grpc/reflection registers, recorded on a stand-in server. */
 function reflectionServices(): ServiceDefinition[] {
   const recorded: ServiceDefinition[] = [];
-  new ReflectionService({}).addToServer({ addService: (service) => recorded.push(service as unknown as ServiceDefinition) });
+  new (reflectionModule().ReflectionService)({}).addToServer({ addService: (service) => recorded.push(service as unknown as ServiceDefinition) });
   return recorded;
 }
 
