@@ -115,7 +115,7 @@ export function servedMethods(): FuzzMethod[] {
     return root;
   };
   const out: FuzzMethod[] = [];
-  for (const [service, def] of Object.entries(withServedServices(packageDefinition))) {
+  for (const [service, def] of Object.entries(withServedServices(packageDefinition()))) {
     const methods = Object.entries(def as Record<string, unknown>).filter(
       (e): e is [string, MethodDef] => typeof (e[1] as MethodDef | null)?.path === 'string',
     );

@@ -17,6 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { FileDescriptorProto } from 'protobufjs/ext/descriptor';
 import { checkWireFormat, WireFormatError } from './wire-check';
+import { REQUEST_TYPE } from '../../protocol';
 
 const MALFORMED = Symbol('malformed request');
 
@@ -51,6 +52,9 @@ function rootOf(files: Buffer[]): protobuf.Root {
 
 /** The protobufjs type of a method's request, found through its path ("/pkg.Service/Method") in its descriptors. */
 export function requestTypeOf(method: grpc.MethodDefinition<unknown, unknown>): protobuf.Type {
+  // Our own protocol's definitions carry the type (protocol.ts); health's and reflection's come from proto-loader.
+  const own = (method as { [REQUEST_TYPE]?: protobuf.Type })[REQUEST_TYPE];
+  if (own) return own;
   const files = (method as DescribedMethod).requestType?.fileDescriptorProtos;
   const m = /^\/([^/]+)\/([^/]+)$/.exec(method.path);
   if (!files || !m) throw new Error(`${method.path}: the method definition carries no descriptors (not loaded by proto-loader?)`);

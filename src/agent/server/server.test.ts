@@ -18,7 +18,7 @@ import { createServer, type AgentServer } from './server';
 /** Every service the protocol, health and reflection define: name and method paths. */
 function definedServices(): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const [name, def] of Object.entries(withServedServices(packageDefinition))) {
+  for (const [name, def] of Object.entries(withServedServices(packageDefinition()))) {
     const methods = Object.values(def as Record<string, { path?: unknown }>);
     if (methods.length > 0 && methods.every((m) => typeof m?.path === 'string')) out.set(name, methods.map((m) => m.path as string));
   }

@@ -64,7 +64,7 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
     '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING', 'agent.v2.AgentService': 'SERVING',
   });
   health.addToServer(strict as grpc.Server);
-  addReflection(server, () => packageDefinition, strictDecodingServer);
+  addReflection(server, packageDefinition, strictDecodingServer);
 
   const listeners = new ListenerSet(server, log.child({ module: 'listeners' }));
   return {
