@@ -73,8 +73,14 @@ function messageDefinition(type: protobuf.Type): protoLoader.MessageTypeDefiniti
   } as protoLoader.MessageTypeDefinition<object, object>;
 }
 
-function serviceDefinition(name: string): grpc.ServiceDefinition {
-  const service = root.lookupService(name);
+/**
+ * grpc-js's definition of service `name` of `from` (our protocol's root by
+ * default). Each method carries its request type (REQUEST_TYPE); the message
+ * definitions' descriptors come from packageDefinition(), so for another root
+ * they are not there.
+ */
+export function serviceDefinition(name: string, from: protobuf.Root = root): grpc.ServiceDefinition {
+  const service = from.lookupService(name);
   const def: Record<string, grpc.MethodDefinition<object, object>> = {};
   for (const method of service.methodsArray) {
     const request = method.resolvedRequestType!;

@@ -18,7 +18,6 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import type { ReflectionService as ReflectionServiceType } from '@grpc/reflection';
-import { service as healthService } from 'grpc-health-check';
 import { FileDescriptorProto, type IDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
 import { malformedReason } from './decoding';
 
@@ -146,7 +145,7 @@ export function withServedServices(packageDefinition: PackageDefinition): Defini
   }
   // grpc-health-check loads its proto with keepCase; @grpc/reflection does not (its names come camel-cased).
   const services: Array<[ServiceDefinition, boolean]> = [
-    [healthService as unknown as ServiceDefinition, false],
+    [(require('grpc-health-check') as typeof import('grpc-health-check')).service as unknown as ServiceDefinition, false],
     ...reflectionServices().map((s): [ServiceDefinition, boolean] => [s, true]),
   ];
   for (const [service, snakeCase] of services) {

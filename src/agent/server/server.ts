@@ -2,7 +2,6 @@
 // grpc.health.v1 and server reflection, served on every listener of its
 // ListenerSet (listeners.ts: each opens, fails and retries on its own).
 import * as grpc from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
 import { discoveryHandlers } from '../../handlers/discovery';
 import { v1Handlers } from '../../handlers/v1';
 import { v2Handlers } from '../../handlers/v2';
@@ -11,6 +10,7 @@ import type { AgentCore } from '../core';
 import type { Logger } from '../log';
 import { refuseMalformedRequests, strictDecodingServer, withStrictDecoding } from './decoding';
 import { ListenerSet } from './listeners';
+import { Health } from './health';
 import { addReflection } from './reflection';
 import { AgentError } from '../errors';
 import { RpcBoundary } from './rpc';
@@ -19,7 +19,7 @@ import { capStatusMessages } from './status-text';
 
 export interface AgentServer {
   server: grpc.Server;
-  health: HealthImplementation;
+  health: Health;
   /** Where the server listens; add() more at any time. */
   listeners: ListenerSet;
   /**
@@ -60,10 +60,10 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
   // Health and reflection register their own services: through a stand-in
   // that wraps their decoders the same way.
   const strict = strictDecodingServer(server);
-  const health = new HealthImplementation({
+  const health = new Health({
     '': 'SERVING', 'agent.Discovery': 'SERVING', 'agent.v1.AgentService': 'SERVING', 'agent.v2.AgentService': 'SERVING',
   });
-  health.addToServer(strict as grpc.Server);
+  health.addToServer(strict);
   addReflection(server, packageDefinition, strictDecodingServer);
 
   const listeners = new ListenerSet(server, log.child({ module: 'listeners' }));
