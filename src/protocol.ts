@@ -24,8 +24,8 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
+// Types are resolved as they are first used (a method's own types below, their fields at their first encode or decode).
 const root = protobuf.Root.fromJSON(descriptor as protobuf.INamespace);
-root.resolveAll();
 
 let full: protoLoader.PackageDefinition | undefined;
 /** The protocol as @grpc/proto-loader defines it, file descriptors included (made on first use). */
@@ -83,6 +83,7 @@ export function serviceDefinition(name: string, from: protobuf.Root = root): grp
   const service = from.lookupService(name);
   const def: Record<string, grpc.MethodDefinition<object, object>> = {};
   for (const method of service.methodsArray) {
+    method.resolve();
     const request = method.resolvedRequestType!;
     const response = method.resolvedResponseType!;
     def[method.name] = Object.defineProperty({
