@@ -1,6 +1,7 @@
 // The entry point of every bundle: the agent, or agentctl when started under
 // a name beginning with "agentctl" or as `agent ctl ARGS` — so the single
 // guest binary also carries a client (for checks inside the VM).
+import './v8-flags';
 import path from 'node:path';
 import { run as agentctl } from '../client/agentctl';
 import fs from 'node:fs';
