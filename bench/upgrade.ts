@@ -42,8 +42,8 @@ async function upgradeOnce(addr: string, target: { binary_path: string; sha256: 
   // Who answered is told by the upgrade id Discovery shows: the old image's is known now.
   const oldId = client.agent.image?.upgrade_id ?? '';
   const t0 = performance.now();
-  // When each probe was answered (by either image): the blackout is the longest gap.
-  const answered: number[] = [t0];
+  // When each probe was answered (by either image): the blackout is the longest gap after the UpgradeAgent answer.
+  const answered: number[] = [];
   let refused = 0;
   let stop = false;
   // The prober runs before and during the call: answers from the old image until the exec.
@@ -65,14 +65,14 @@ async function upgradeOnce(addr: string, target: { binary_path: string; sha256: 
   })();
   const plan = await client.v2('UpgradeAgent', { ...target, request_id: `bench-${n}` }, { deadlineSeconds: 300 });
   const stageMs = performance.now() - t0;
-  // Its answer is one too (over the serial channel the call holds the only connection: the prober waits meanwhile).
-  answered.push(performance.now());
+  // The blackout starts at its answer (before it, over the serial channel, the call holds the only connection).
+  const answeredAt = performance.now();
   client.close();
   const firstNew = await Promise.race([probe, new Promise<null>((r) => setTimeout(() => r(null), 180_000))]);
   stop = true;
   if (firstNew === null) throw new Error('the new image never answered');
   if (firstNew.id !== plan.upgrade_id) throw new Error(`an image of upgrade ${firstNew.id} answered, not the one of ${plan.upgrade_id}`);
-  const times = answered.filter((t) => t <= firstNew.at).sort((x, y) => x - y);
+  const times = [answeredAt, ...answered.filter((t) => t > answeredAt && t <= firstNew.at)].sort((x, y) => x - y);
   const blackoutMs = Math.max(...times.slice(1).map((t, i) => t - times[i]!));
   return { blackoutMs, totalMs: firstNew.at - t0, stageMs, refused };
 }
