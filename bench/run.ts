@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AgentClient } from '../src/client/client';
 import { DiscoveryService } from '../src/protocol';
-import { AGENT_BUNDLE, REPO, startAgent, type TestAgent } from '../test/helpers/agent-process';
+import { AGENT_BUNDLE, agentNodePid, REPO, startAgent, type TestAgent } from '../test/helpers/agent-process';
 import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
 
@@ -58,33 +58,6 @@ function memory(pid: number): { rss: number; hwm: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
-}
-
-/** The agent's own node process: the pid itself once `sh` has exec'd node, else a descendant running agent.cjs. */
-function agentNodePid(pid: number): number {
-  const isAgent = (p: number) => {
-    try {
-      return fs.readlinkSync(`/proc/${p}/exe`) === fs.realpathSync(process.execPath)
-        && fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(AGENT_BUNDLE);
-    } catch {
-      return false;
-    }
-  };
-  if (isAgent(pid)) return pid;
-  const kids = (p: number): number[] => {
-    try {
-      return fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-    } catch {
-      return [];
-    }
-  };
-  const queue = kids(pid);
-  while (queue.length) {
-    const p = queue.shift()!;
-    if (isAgent(p)) return p;
-    queue.push(...kids(p));
-  }
-  throw new Error(`no node process running ${AGENT_BUNDLE} at or below pid ${pid}`);
 }
 
 function discoveryClient(addr: string): grpc.Client & Record<string, Function> {

@@ -118,6 +118,24 @@ test('waitpid reaps orphans reparented to a subreaper', () => {
   assert.deepEqual(r['killedStatus'], { pid: r['sleeper'], exitCode: null, signal: 15, coreDumped: false });
 });
 
+test('firstExited names an exited child without reaping it; 0 when none has exited', () => {
+  const r = runChild(`
+    const { execFileSync } = require('node:child_process');
+    native.setChildSubreaper();
+    const none = native.firstExited();
+    const orphan = Number(execFileSync('sh', ['-c', '(exit 4) >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' }));
+    let seen = 0;
+    for (const deadline = Date.now() + 10000; seen === 0 && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) seen = native.firstExited();
+    const again = native.firstExited(); // still there: not reaped
+    const status = native.waitpid(orphan);
+    return { none, orphan, seen, again, status, after: native.firstExited() };`) as Record<string, unknown>;
+  assert.equal(r['none'], 0);
+  assert.equal(r['seen'], r['orphan']);
+  assert.equal(r['again'], r['orphan']);
+  assert.deepEqual(r['status'], { pid: r['orphan'], exitCode: 4, signal: null, coreDumped: false });
+  assert.equal(r['after'], 0);
+});
+
 test('waitpid refuses pids that would reap arbitrary children', () => {
   for (const pid of [0, -1, -process.pid, 1.5, Number.NaN, '1', undefined]) {
     assert.throws(() => native.waitpid(pid as number), TypeError, `waitpid(${String(pid)})`);

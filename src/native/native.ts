@@ -60,6 +60,8 @@ export interface NativeAddon {
    * child would steal statuses child_process waits for). null while running.
    */
   waitpid(pid: number): WaitStatus | null;
+  /** waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT): the pid of one exited child, left unreaped; 0 if none. */
+  firstExited(): number;
   getCloexec(fd: number): boolean;
   /** Let fd survive execve. */
   clearCloexec(fd: number): void;
@@ -136,6 +138,7 @@ export const native: NativeAddon = {
   setChildSubreaper: () => load().setChildSubreaper(),
   isChildSubreaper: () => load().isChildSubreaper(),
   waitpid: (pid) => load().waitpid(pid),
+  firstExited: () => load().firstExited(),
   getCloexec: (fd) => load().getCloexec(fd),
   clearCloexec: (fd) => load().clearCloexec(fd),
   setCloexec: (fd) => load().setCloexec(fd),

@@ -166,3 +166,30 @@ function descendants(pid: number): number[] {
   walk(pid);
   return out;
 }
+
+/** The node process running the agent bundle at or below `pid` (startAgent's child is a wrapper: unshare, sh). */
+export function agentNodePid(pid: number): number {
+  const isAgent = (p: number) => {
+    try {
+      return fs.readlinkSync(`/proc/${p}/exe`) === fs.realpathSync(process.execPath)
+        && fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(AGENT_BUNDLE);
+    } catch {
+      return false;
+    }
+  };
+  if (isAgent(pid)) return pid;
+  const kids = (p: number): number[] => {
+    try {
+      return fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const queue = kids(pid);
+  while (queue.length) {
+    const p = queue.shift()!;
+    if (isAgent(p)) return p;
+    queue.push(...kids(p));
+  }
+  throw new Error(`no node process running ${AGENT_BUNDLE} at or below pid ${pid}`);
+}

@@ -101,4 +101,16 @@ describe('Reaper unclaimed statuses', () => {
     const newest = await outcome(r.wait(pids[3]!));
     assert.ok(newest !== 'pending' && 'value' in newest, 'the newest status is kept');
   });
+
+  it('a child_process child that has exited ahead of them does not hide watched processes and orphans for long', async () => {
+    const r = reaper();
+    // Many exits at once, mixed: orphans, and children child_process waits for itself.
+    const orphans = await Promise.all([1, 2, 3, 4, 5, 6].map(() => orphan(r, 0.2)));
+    const spawned = [1, 2, 3].map(() => r.spawn('sh', ['-c', 'sleep 0.2'], { stdio: 'ignore' }));
+    const closed = Promise.all(spawned.map((c) => new Promise((resolve) => c.once('close', resolve))));
+    const statuses = await Promise.all(orphans.map((pid) => r.wait(pid)));
+    assert.deepEqual(statuses.map((s) => s.code), orphans.map(() => 0));
+    await closed; // and child_process got its own children's exits
+    assert.deepEqual(spawned.map((c) => c.exitCode), [0, 0, 0]);
+  });
 });

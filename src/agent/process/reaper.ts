@@ -67,6 +67,10 @@ export class Reaper {
   private readonly unclaimedTtlMs: number;
   private readonly startTimeOf: (pid: number) => number | null;
   private readonly onSigchld = () => this.sweep();
+  private retry: NodeJS.Timeout | undefined;
+  /** The child_process child whose exit the last sweep stopped at, and since when. */
+  private blockedBy = 0;
+  private blockedSince = 0;
 
   constructor(
     private readonly log: Logger,
@@ -88,7 +92,8 @@ export class Reaper {
     this.started = true;
     if (process.pid !== 1) native.setChildSubreaper();
     process.on('SIGCHLD', this.onSigchld);
-    this.sweep();
+    // Zombies from before (a previous agent image's children that exited in the gap): all of them, by state.
+    this.sweepByScan();
   }
 
   /** Stops listening for SIGCHLD (the process stays a subreaper). */
@@ -96,6 +101,7 @@ export class Reaper {
     if (!this.started) return;
     this.started = false;
     process.removeListener('SIGCHLD', this.onSigchld);
+    clearTimeout(this.retry);
   }
 
   /** child_process.spawn, with the pid recorded so the sweep never reaps it. */
@@ -140,21 +146,73 @@ export class Reaper {
     });
   }
 
-  /** Collects every exit that happened; called on SIGCHLD. */
+  /**
+   * Collects every exit that happened; called on SIGCHLD. The work is per
+   * exited child, whatever the number of processes tracked: the kernel names
+   * one exited child at a time without reaping it (native.firstExited), and
+   * it is reaped here if it is watched or an orphan. One that child_process
+   * waits for itself blocks the view of the others until libuv has reaped it:
+   * the sweep looks again shortly, and after a while falls back to reading
+   * every child's state (zombiesByScan).
+   */
   sweep(): void {
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    for (;;) {
+      let pid: number;
+      try {
+        pid = native.firstExited();
+      } catch (err) {
+        this.log.warn({ err }, 'reaper: waitid failed; scanning the children instead');
+        this.sweepByScan();
+        return;
+      }
+      if (pid === 0) break;
+      if (this.spawned.has(pid)) {
+        this.lookAgain(pid);
+        break;
+      }
+      if (this.watched.has(pid)) this.collect(pid);
+      else this.reapOrphan(pid);
+    }
+    this.blockedBy = 0;
+    this.prune();
+  }
+
+  /** A child_process child's exit hides the others: look again once libuv has reaped it; scan if it takes long. */
+  private lookAgain(pid: number): void {
+    if (this.blockedBy !== pid) {
+      this.blockedBy = pid;
+      this.blockedSince = performance.now();
+    }
+    if (performance.now() - this.blockedSince > 200) {
+      // libuv has not reaped it: find the others by their state.
+      this.sweepByScan();
+      return;
+    }
+    this.retry = setTimeout(() => this.sweep(), 2);
+    this.retry.unref();
+  }
+
+  /** The sweep by reading every child's state: at start (zombies left by a previous image) and as a fallback. */
+  private sweepByScan(): void {
     for (const pid of [...this.watched.keys()]) this.collect(pid);
     for (const pid of this.zombieChildren()) {
       if (this.spawned.has(pid) || this.watched.has(pid)) continue;
-      // Read while it is a zombie: once reaped, its pid may go to anyone.
-      const startTime = this.startTimeOf(pid);
-      const status = this.tryWait(pid);
-      if (!status) continue;
-      this.log.debug({ child: pid, code: status.code, signal: status.signal }, 'reaped orphan');
-      const key = `${pid}:${startTime ?? '?'}`;
-      this.unclaimed.delete(key);
-      this.unclaimed.set(key, { pid, startTime, status, reapedAt: performance.now() });
+      this.reapOrphan(pid);
     }
     this.prune();
+  }
+
+  private reapOrphan(pid: number): void {
+    // Read while it is a zombie: once reaped, its pid may go to anyone.
+    const startTime = this.startTimeOf(pid);
+    const status = this.tryWait(pid);
+    if (!status) return;
+    this.log.debug({ child: pid, code: status.code, signal: status.signal }, 'reaped orphan');
+    const key = `${pid}:${startTime ?? '?'}`;
+    this.unclaimed.delete(key);
+    this.unclaimed.set(key, { pid, startTime, status, reapedAt: performance.now() });
   }
 
   /** The kept status of `pid`'s process, removed from the table; see the rule at the top. */
