@@ -143,6 +143,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       sharedDir: config.sharedDir,
       args: argv,
       log: log.child({ module: 'upgrade' }),
+      rollbackBinary: takeover?.previous.binary,
     })),
   };
   let unrestored: string[] = [];

@@ -38,10 +38,13 @@ Commands:
                   following it to the end, as raw bytes on stdout. v2: ReadOutput; v1: ReadStdout
                   or ReadStderr polls (v1 reads consume: no going back)
   upgrade --binary PATH [--sha256 HEX | --local FILE] [--timeout S]
+  upgrade --upload FILE [--timeout S]
                   v2 UpgradeAgent: the agent checks and pre-flights PATH (as it sees it, inside its
                   shared directory), answers, and execs it in place; then this waits for the new
                   image (Discovery's image.upgrade_id) and prints each step and the blackout. The
-                  sha256 is --sha256, or that of --local FILE (the same file as seen here), or of PATH
+                  sha256 is --sha256, or that of --local FILE (the same file as seen here), or of PATH.
+                  With --upload, FILE (here) is first streamed to the agent (UploadAgentBinary):
+                  for a guest that shares no directory
   list            every command, and the versions that have it
 
 agentctl prints the protocol in use on stderr. Values: numbers, booleans, arrays and objects are
@@ -232,9 +235,11 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
     if (lower === 'watch') ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['after', 'count'], bool: ['from-now'] }));
     if (lower === 'attach') ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['stream', 'offset'], bool: [] }));
     if (lower === 'upgrade') {
-      ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['binary', 'sha256', 'local', 'timeout'], bool: [] }));
-      if (typeof cmdFlags.binary !== 'string' || args.length > 0) {
-        out('agentctl: usage: upgrade --binary PATH [--sha256 HEX | --local FILE] [--timeout S]');
+      ({ flags: cmdFlags, rest: args } = takeFlags(words, { value: ['binary', 'sha256', 'local', 'timeout', 'upload'], bool: [] }));
+      const withBinary = typeof cmdFlags.binary === 'string';
+      const withUpload = typeof cmdFlags.upload === 'string' && cmdFlags.sha256 === undefined && cmdFlags.local === undefined;
+      if (withBinary === withUpload || args.length > 0) {
+        out('agentctl: usage: upgrade --binary PATH [--sha256 HEX | --local FILE] [--timeout S] | upgrade --upload FILE [--timeout S]');
         return 2;
       }
       count(cmdFlags.timeout, '--timeout');
@@ -348,13 +353,22 @@ export async function run(argv: readonly string[], out: (s: string) => void, hoo
  * image answered.
  */
 async function upgrade(client: AgentClient, addr: string, flags: Record<string, string | true>, io: { out: (s: string) => void; err: (s: string) => void; json: boolean }): Promise<number> {
-  const binary = flags.binary as string;
-  const sha256 = typeof flags.sha256 === 'string'
-    ? flags.sha256
-    : createHash('sha256').update(fs.readFileSync(typeof flags.local === 'string' ? flags.local : binary)).digest('hex');
+  let request: { binary_path: string; sha256: string; uploaded?: boolean };
+  if (typeof flags.upload === 'string') {
+    const t = performance.now();
+    const sent = await client.uploadAgentBinary(flags.upload);
+    io.err(`agentctl: uploaded ${flags.upload} (${sent.size} bytes, sha256 ${sent.sha256}) in ${(performance.now() - t).toFixed(0)} ms`);
+    request = { binary_path: '', sha256: sent.sha256, uploaded: true };
+  } else {
+    const binary = flags.binary as string;
+    const sha256 = typeof flags.sha256 === 'string'
+      ? flags.sha256
+      : createHash('sha256').update(fs.readFileSync(typeof flags.local === 'string' ? flags.local : binary)).digest('hex');
+    request = { binary_path: binary, sha256 };
+  }
   const failedBefore = client.agent.image?.failed_upgrades ?? 0;
   const t0 = performance.now();
-  const plan = await client.v2('UpgradeAgent', { binary_path: binary, sha256 }, { retry: true });
+  const plan = await client.v2('UpgradeAgent', request, { retry: true });
   const answered = performance.now();
   io.err(`agentctl: upgrade ${plan.upgrade_id}: ${plan.from_version} -> ${plan.to_version} (state format ${plan.state_format}), checked and pre-flighted in ${(answered - t0).toFixed(0)} ms; the agent drains and execs`);
   client.close();

@@ -15,7 +15,8 @@
 // same id, a bounded number of times with backoff. v2 streams re-attach at
 // their last offset (ReadOutput) or event (WatchEvents). v1 has no request
 // ids, so nothing of v1 is retried: a repeated v1 mutation could act twice.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ownedSockets, type OwnedSockets } from './owned-sockets';
@@ -55,7 +56,9 @@ export type V1Response<M extends V1Method> = V1Definition[M] extends MethodDefin
 export type V2Method = Extract<keyof V2Definition, string>;
 /** v2's server-streaming RPCs: call them with v2Stream() (or readOutput/watchEvents). */
 export type V2StreamMethod = 'ReadOutput' | 'WatchEvents';
-export type V2UnaryMethod = Exclude<V2Method, V2StreamMethod>;
+/** v2's client-streaming RPC: call it with uploadAgentBinary(). */
+export type V2ClientStreamMethod = 'UploadAgentBinary';
+export type V2UnaryMethod = Exclude<V2Method, V2StreamMethod | V2ClientStreamMethod>;
 export type V2Request<M extends V2Method> = V2Definition[M] extends MethodDefinition<infer Q, any, any, any> ? Q : never;
 export type V2Response<M extends V2Method> = V2Definition[M] extends MethodDefinition<any, any, any, infer R> ? R : never;
 
@@ -111,7 +114,9 @@ const V2_MUTATING: ReadonlySet<string> = new Set(
  */
 const MAX_ACKS_IN_FLIGHT = 64;
 
-const V2_STREAMS: ReadonlySet<string> = new Set(['ReadOutput', 'WatchEvents']);
+const V2_STREAMS: ReadonlySet<string> = new Set(['ReadOutput', 'WatchEvents', 'UploadAgentBinary']);
+/** Bytes per UploadAgentBinary message: well under the agent's 4 MiB message limit. */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
 
 export function isV2MutatingMethod(method: string): boolean {
   return V2_MUTATING.has(method);
@@ -319,7 +324,7 @@ export class AgentClient {
    * has none, so the retry is safe).
    */
   v2<M extends V2UnaryMethod>(method: M, request: V2Request<M>, options: { deadlineSeconds?: number; retry?: boolean } = {}): Promise<V2Response<M>> {
-    if (V2_STREAMS.has(method)) return Promise.reject(new Error(`v2 ${method} is a server stream: use v2Stream()`));
+    if (V2_STREAMS.has(method)) return Promise.reject(new Error(`v2 ${method} is a stream: use ${method === 'UploadAgentBinary' ? 'uploadAgentBinary()' : 'v2Stream()'}`));
     if (this.protocol !== 'v2') return Promise.reject(this.needsV2(`v2 ${method}`));
     const req = { ...(request as Record<string, unknown>) };
     if (options.retry && V2_MUTATING.has(method) && !req.request_id) req.request_id = randomUUID();
@@ -463,6 +468,52 @@ export class AgentClient {
   }
 
   // ---- the typed API: v2 only ----
+
+  /**
+   * UploadAgentBinary: streams `file` to the agent in 1 MiB messages, for an
+   * UpgradeAgent with `uploaded: true` and this sha256. An upload cut short
+   * (the connection lost) is resumed once, at the offset the agent holds.
+   */
+  async uploadAgentBinary(file: string, o: { onProgress?: (sent: number, size: number) => void } = {}): Promise<{ size: number; sha256: string }> {
+    if (this.protocol !== 'v2') throw this.needsV2('uploadAgentBinary');
+    const size = fs.statSync(file).size;
+    const hash = createHash('sha256');
+    for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+    const sha256 = hash.digest('hex');
+    const send = (from: number) =>
+      new Promise<{ size: number; sha256: string }>((resolve, reject) => {
+        const call = (this.v2Client as unknown as Record<string, (cb: (err: grpc.ServiceError | null, res: { size: number; sha256: string }) => void) => grpc.ClientWritableStream<unknown>>)
+          .UploadAgentBinary!.call(this.v2Client, (err, res) => (err ? reject(AgentCallError.from(err, 'v2.UploadAgentBinary')) : resolve(res)));
+        void (async () => {
+          let offset = from;
+          const fd = fs.openSync(file, 'r');
+          try {
+            do {
+              const data = Buffer.alloc(Math.min(UPLOAD_CHUNK_BYTES, size - offset));
+              fs.readSync(fd, data, 0, data.length, offset);
+              const more = call.write({ size, sha256, offset, data });
+              offset += data.length;
+              o.onProgress?.(offset, size);
+              if (!more) await new Promise((r) => call.once('drain', r));
+            } while (offset < size);
+            call.end();
+          } catch (err) {
+            call.cancel();
+            reject(err);
+          } finally {
+            fs.closeSync(fd);
+          }
+        })();
+      });
+    try {
+      return await send(0);
+    } catch (err) {
+      const held = /resume at offset (\d+)/.exec(err instanceof Error ? err.message : '')?.[1];
+      if (held === undefined && !isUnavailable(err)) throw err;
+      this.log('info', `resuming the upload of ${file} at offset ${held ?? 0}`, {});
+      return send(held === undefined ? 0 : Number(held));
+    }
+  }
 
   /** Events (process starts and exits, container states, OOM kills) from a cursor, following; re-attached after UNAVAILABLE. */
   async *watchEvents(o: WatchEventsOptions = {}): AsyncGenerator<AgentEvent> {

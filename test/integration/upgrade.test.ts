@@ -15,7 +15,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { AgentClient, AgentCallError } from '../../src/client/client';
+import { AgentV2Service } from '../../src/protocol';
 import { processStartTime } from '../../src/agent/process/reaper';
 import { AGENT_BUNDLE, startAgent, type TestAgent } from '../helpers/agent-process';
 import { containerSpec } from '../helpers/spec';
@@ -280,6 +282,72 @@ it('faulty binaries are refused at pre-flight, nothing changed: one that cannot 
     await c.removeContainer({ containerId: 'steady' });
   } finally {
     c.close();
+  }
+});
+
+it('UploadAgentBinary stands in for the shared directory: hostile uploads refused, a cut one resumed, then UpgradeAgent uploaded execs it', async () => {
+  const own = await startAgent();
+  const grpcClient = new AgentV2Service(own.addr.replace(/^unix:\/\//, 'unix:'), grpc.credentials.createInsecure()) as unknown as Record<string, Function>;
+  /** One UploadAgentBinary call with these messages as they are: its answer or its error. */
+  const raw = (messages: Array<{ size?: number; sha256?: string; offset?: number; data?: Buffer }>) =>
+    new Promise<{ err: grpc.ServiceError | null; res?: { size: number; sha256: string } }>((resolve) => {
+      const call = grpcClient.UploadAgentBinary!.call(grpcClient, (err: grpc.ServiceError | null, res: { size: number; sha256: string }) => resolve({ err, res }));
+      for (const m of messages) call.write(m);
+      call.end();
+    });
+  const refused = async (messages: Parameters<typeof raw>[0], code: grpc.status, why: RegExp) => {
+    const { err } = await raw(messages);
+    assert.equal(err?.code, code, `${why}: ${err?.details}`);
+    assert.match(err!.details, why);
+  };
+  try {
+    // A real executable: a script that runs today's bundle, kept in the state dir by the agent.
+    const next = stageBinary(own.sharedDir, 'uploaded');
+    const script = Buffer.from(`#!/bin/sh\nexec ${process.execPath} ${path.join(own.sharedDir, next.binary_path)} "$@"\n`);
+    const sha256 = crypto.createHash('sha256').update(script).digest('hex');
+    const size = script.length;
+    await refused([], grpc.status.INVALID_ARGUMENT, /sent no message/);
+    await refused([{ size, sha256: 'not-hex', data: script }], grpc.status.INVALID_ARGUMENT, /not 64 lowercase hex/);
+    await refused([{ size: 0, sha256, data: script }], grpc.status.INVALID_ARGUMENT, /size 0 is out of range/);
+    await refused([{ size: 2 ** 40, sha256, data: script }], grpc.status.INVALID_ARGUMENT, /out of range/);
+    await refused([{ size, sha256, offset: 0, data: script.subarray(0, 10) }, { offset: 20, data: script.subarray(20) }], grpc.status.INVALID_ARGUMENT, /starts at offset 20, the bytes so far end at 10/);
+    await refused([{ size, sha256, data: Buffer.concat([script, script]) }], grpc.status.INVALID_ARGUMENT, new RegExp(`more than the ${size} bytes announced`));
+    await refused([{ size, sha256: 'f'.repeat(64), data: script }], grpc.status.FAILED_PRECONDITION, /have sha256 [0-9a-f]{64}, not f{64}: discarded/);
+    // Cut short, then resumed where the agent says.
+    await refused([{ size, sha256, data: script.subarray(0, 12) }], grpc.status.FAILED_PRECONDITION, /ended at 12 of \d+ bytes: resume at offset 12/);
+    await refused([{ size, sha256, offset: 13, data: script.subarray(13) }], grpc.status.FAILED_PRECONDITION, /holds 12 bytes .*resume at offset 12/);
+    const done = await raw([{ size, sha256, offset: 12, data: script.subarray(12) }]);
+    assert.equal(done.err, null);
+    assert.deepEqual(done.res, { size, sha256 });
+
+    const c = await AgentClient.connect(own.addr, { protocols: ['v2'] });
+    assert.ok(c.agent.capabilities.includes('feature:upgrade-upload'));
+    await c.createContainer({ containerId: 'up', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000'] }) });
+    await c.startContainer({ containerId: 'up' });
+    const pid = (await c.getContainer('up')).init!.pid;
+    await assert.rejects(c.v2('UpgradeAgent', { binary_path: '', sha256: 'e'.repeat(64), uploaded: true }), /no binary with sha256 e{64} was uploaded/);
+    await assert.rejects(c.v2('UpgradeAgent', { binary_path: 'x', sha256, uploaded: true }), /is given with uploaded: name one binary, not both/);
+    // The typed client's upload of the same file (again: complete uploads are kept by sha256).
+    const file = path.join(own.sharedDir, 'next-agent.sh');
+    fs.writeFileSync(file, script);
+    assert.deepEqual(await c.uploadAgentBinary(file), { size, sha256 });
+    const plan = await c.v2('UpgradeAgent', { binary_path: '', sha256, uploaded: true, request_id: 'up-1' });
+    c.close();
+    let after: AgentClient | null = null;
+    for (const deadline = Date.now() + 30_000; ;) {
+      assert.ok(Date.now() < deadline, 'the uploaded image never answered');
+      after = await AgentClient.connect(own.addr, { protocols: ['v2'], connectTimeout: 2 }).catch(() => null);
+      if (after?.agent.image?.upgrade_id === plan.upgrade_id) break;
+      after?.close();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await after!.getContainer('up')).init!.pid, pid);
+    await after!.removeContainer({ containerId: 'up' });
+    after!.close();
+    assert.ok(fs.existsSync(path.join(own.stateDir, 'upgrade', 'uploads', sha256)), 'the running image\'s upload is kept');
+  } finally {
+    (grpcClient as unknown as grpc.Client).close();
+    await own.stop();
   }
 });
 

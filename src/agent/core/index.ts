@@ -54,6 +54,23 @@ export interface UpgradeRequest {
   binaryPath: string;
   /** Its sha256, lowercase hex. */
   sha256: string;
+  /** The binary is the one received (AgentUpgrade.receive) with that sha256; binaryPath is empty. */
+  uploaded?: boolean;
+}
+
+/** One piece of a binary being uploaded. */
+export interface UploadChunk {
+  /** The whole binary's size and sha256: in the first chunk (0 / '' later, or the same again). */
+  size: number;
+  sha256: string;
+  /** Where `data` starts in the binary. */
+  offset: number;
+  data: Buffer;
+}
+
+export interface UploadedBinary {
+  size: number;
+  sha256: string;
 }
 
 export interface UpgradePlan {
@@ -72,4 +89,10 @@ export interface AgentUpgrade {
    * FAILED_PRECONDITION for an upgrade already under way or a failed check.
    */
   stage(req: UpgradeRequest): Promise<UpgradePlan>;
+  /**
+   * Receives a binary for a later stage({ uploaded: true }), chunk by chunk,
+   * into the state directory; checks size and sha256 at the end. A cut
+   * upload is resumed from the offset held (FAILED_PRECONDITION names it).
+   */
+  receive(chunks: AsyncIterable<UploadChunk>): Promise<UploadedBinary>;
 }

@@ -45,5 +45,7 @@ export const CAPABILITIES: readonly string[] = [
   'feature:output-acknowledgement',
   // v2 (0.4.0): UpgradeAgent, an in-place upgrade with workloads running.
   'feature:upgrade',
+  // v2 (0.5.0): UploadAgentBinary, and UpgradeAgent's uploaded: an upgrade without a shared directory.
+  'feature:upgrade-upload',
   ...STORAGE_DRIVER_NAMES.map((driver) => `storage:${driver}`),
 ];

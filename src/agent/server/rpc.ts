@@ -142,6 +142,29 @@ export class RpcBoundary {
   }
 
   /**
+   * A client-streaming handler: `fn` reads the messages as an async iterable,
+   * each admitted as a unary request is (the policy, its decoding). A client
+   * that cancels or goes away ends the iteration early.
+   */
+  clientStream<Req, Res>(fn: (messages: AsyncIterable<Req>, ctx: RpcContext) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
+    return (call, callback) => {
+      const { ctx, finish, admitted } = this.begin(call, {});
+      const messages = (async function* () {
+        for await (const message of call as AsyncIterable<Req>) yield admitted(message);
+      })();
+      Promise.resolve()
+        .then(() => fn(messages, ctx))
+        .then(
+          (res) => {
+            finish(null);
+            callback(null, res);
+          },
+          (err: unknown) => callback(finish(err)),
+        );
+    };
+  }
+
+  /**
    * A call refused before any handler ran (malformed request bytes, see
    * decoding.ts): logged like a failed call, and counted when `count`. The
    * trailing metadata to send with its INVALID_ARGUMENT: the status details

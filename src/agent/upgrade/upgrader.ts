@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentImage, AgentUpgrade, UpgradePlan, UpgradeRequest } from '../core';
+import type { AgentImage, AgentUpgrade, UploadChunk, UploadedBinary, UpgradePlan, UpgradeRequest } from '../core';
 import { excerpt, failedPrecondition, invalidArgument } from '../errors';
 import type { Logger } from '../log';
 import { runCommand, type CommandFailure, type Spawner } from '../process/command';
@@ -18,6 +18,7 @@ import { StateStore } from '../state/store';
 import { resolveWithin } from '../validate';
 import { execInPlace, type ExecTarget, type ImageCounters } from './exec-in-place';
 import { ADOPTS } from './handover';
+import { BinaryUploads } from './uploads';
 
 export interface UpgraderOptions {
   server: () => AgentServer;
@@ -34,6 +35,8 @@ export interface UpgraderOptions {
   /** How long the pre-flight run may take. */
   preflightMs?: number;
   drainMs?: number;
+  /** The binary a rollback of this image would exec (the image it took over from): an upload kept for it. */
+  rollbackBinary?: string;
 }
 
 /** The JSON object on the last line of `text`, if it is one. */
@@ -61,13 +64,25 @@ export function selfTarget(args: readonly string[]): ExecTarget {
 
 export class Upgrader implements AgentUpgrade {
   private underWay: string | null = null;
+  private readonly uploads: BinaryUploads;
 
-  constructor(private readonly options: UpgraderOptions) {}
+  constructor(private readonly options: UpgraderOptions) {
+    this.uploads = new BinaryUploads(options.stateDir, options.log);
+  }
+
+  async receive(chunks: AsyncIterable<UploadChunk>): Promise<UploadedBinary> {
+    const uploaded = await this.uploads.receive(chunks);
+    // Kept: this one, the running image's, and the one a rollback would go back to.
+    const keep = [this.uploads.pathOf(uploaded.sha256)!, selfTarget(this.options.args).binary, ...selfTarget(this.options.args).argv.slice(1, 2)];
+    if (this.options.rollbackBinary) keep.push(this.options.rollbackBinary);
+    this.uploads.prune(keep);
+    return uploaded;
+  }
 
   async stage(req: UpgradeRequest): Promise<UpgradePlan> {
     if (this.underWay) throw failedPrecondition(`upgrade ${this.underWay} is under way; wait for it (Discovery shows the running version)`);
     if (!/^[0-9a-f]{64}$/.test(req.sha256)) throw invalidArgument(`sha256 ${excerpt(req.sha256)} is not 64 lowercase hex digits`);
-    const file = resolveWithin(this.options.sharedDir, req.binaryPath, 'binary path');
+    const file = req.uploaded ? this.uploadedFile(req) : resolveWithin(this.options.sharedDir, req.binaryPath, 'binary path');
     const upgradeId = crypto.randomUUID();
     this.underWay = upgradeId;
     try {
@@ -80,6 +95,13 @@ export class Upgrader implements AgentUpgrade {
       this.underWay = null;
       throw err;
     }
+  }
+
+  private uploadedFile(req: UpgradeRequest): string {
+    if (req.binaryPath !== '') throw invalidArgument(`binary_path ${excerpt(req.binaryPath)} is given with uploaded: name one binary, not both`);
+    const file = this.uploads.pathOf(req.sha256);
+    if (!file) throw failedPrecondition(`no binary with sha256 ${req.sha256} was uploaded (or it was removed since): upload it with UploadAgentBinary first`);
+    return file;
   }
 
   private async preflight(upgradeId: string, file: string, sha256: string): Promise<UpgradePlan & { adopts: string[] }> {
