@@ -2,7 +2,7 @@
 // stamps AGENT_BUILD (git commit) through esbuild's `define`.
 declare const AGENT_BUILD: string | undefined;
 
-export const AGENT_VERSION = '0.4.0';
+export const AGENT_VERSION = '0.5.0';
 export const agentBuild = (): string => (typeof AGENT_BUILD === 'string' ? AGENT_BUILD : 'dev');
 
 /** Every protocol version this agent serves, lowest first. */

@@ -45,7 +45,7 @@ export type { RetryPolicy } from './retry';
 export type * from './types';
 
 export const CLIENT_NAME = 'agent-client';
-export const CLIENT_VERSION = '0.4.0';
+export const CLIENT_VERSION = '0.5.0';
 /** Protocol versions this client speaks, preferred first: connect() offers these unless told otherwise. */
 export const CLIENT_PROTOCOLS: readonly ProtocolVersion[] = ['v2', 'v1'];
 
