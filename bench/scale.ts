@@ -28,7 +28,7 @@ function memoryKb(pid: number): { rss: number; anon: number } {
 }
 
 async function main(): Promise<void> {
-  const agent = await startAgent({ args: ['--log-level', 'warn'], keepLine: () => false });
+  const agent = await startAgent({ keepLine: (l) => l.includes('"msg":"announce"') });
   const pid = agentNodePid(agent.child.pid!);
   const client = await AgentClient.connect(agent.addr, { protocols: ['v2'] });
   const rows = [['tracked processes', 'execs/s (this step)', 'ms per exec (p50 of step)', 'VmRSS MB', 'RssAnon MB', 'RssAnon per process KB (since 0)', 'fds']];
