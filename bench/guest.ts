@@ -41,15 +41,26 @@ async function main(): Promise<void> {
   makeBusyboxRootfs(path.join(shared, 'busybox'));
   const announce: number[] = [];
   const firstCall: number[] = [];
+  const phases = new Map<string, number[]>();
   try {
     for (let i = 0; i < BOOTS; i++) {
       const t0 = Date.now();
       const vm = await startVm({ sharedDir: shared });
       try {
-        await vm.waitForConsole(/"msg":"announce"/, 120_000);
-        announce.push(Date.now() - t0);
+        // The console is polled for the host time the initramfs's first line shows (the kernel is quiet).
+        let bannerAt = 0;
+        const poll = setInterval(() => {
+          if (!bannerAt && /initramfs: started at uptime/.test(vm.console())) bannerAt = Date.now();
+        }, 10);
+        await vm.waitForConsole(/"msg":"announce"/, 120_000).finally(() => clearInterval(poll));
+        const announcedAt = Date.now();
+        announce.push(announcedAt - t0);
         const client = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60 });
         firstCall.push(Date.now() - t0);
+        for (const [phase, ms] of bootPhases(vm.console(), bannerAt ? bannerAt - t0 : NaN, Date.now() - announcedAt)) {
+          if (!phases.has(phase)) phases.set(phase, []);
+          if (Number.isFinite(ms)) phases.get(phase)!.push(ms);
+        }
         if (i === BOOTS - 1) await measureRunningGuest(client);
         client.close();
         if (i === BOOTS - 1) await measureStdoutInGuest(vm.agentAddr);
@@ -61,6 +72,7 @@ async function main(): Promise<void> {
     fs.rmSync(shared, { recursive: true, force: true });
   }
   timing('boot: QEMU start -> agent announce (console)', announce, 'TCG, 2 vCPU, 1 GiB');
+  for (const [phase, xs] of phases) if (xs.length) timing(`  ${phase}`, xs, phase.includes('host') ? '' : 'guest clock (uptime)');
   timing('boot: QEMU start -> first Negotiate answered', firstCall, 'over the virtio-serial channel');
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const [i, r] of rows.entries()) {
@@ -73,6 +85,37 @@ async function main(): Promise<void> {
     console.log('');
     printTable(unaryRows);
   }
+}
+
+/**
+ * Where a boot's time goes, from the console: the initramfs's two lines (the
+ * uptime at its start and once the root is mounted), and the agent's first
+ * log line and announce (its uptimeMs and startupMs). Host-clock phases say so.
+ */
+function bootPhases(consoleText: string, bannerMs: number, announceToAnswerMs: number): Array<[string, number]> {
+  const initAt = Number(/initramfs: started at uptime (\d+\.\d+) s/.exec(consoleText)?.[1]) * 1000;
+  const rootAt = Number(/initramfs: root \S+ mounted at uptime (\d+\.\d+) s/.exec(consoleText)?.[1]) * 1000;
+  const json = consoleText.split('\n').flatMap((l) => {
+    const i = l.indexOf('{"level"');
+    try {
+      return i < 0 ? [] : [JSON.parse(l.slice(i)) as { time: string; msg: string; uptimeMs?: number; startupMs?: { listening?: number } }];
+    } catch {
+      return [];
+    }
+  });
+  const ann = json.find((l) => l.msg === 'announce');
+  const upAnnounce = ann?.uptimeMs ?? NaN;
+  const exec = upAnnounce - (ann?.startupMs?.listening ?? NaN);
+  const firstLog = json[0] && ann ? upAnnounce - (Date.parse(ann.time) - Date.parse(json[0].time)) : NaN;
+  return [
+    ['QEMU start -> the initramfs\'s first line (host clock: firmware, kernel, /init)', bannerMs],
+    ['kernel start -> /init (initramfs)', initAt],
+    ['/init -> root image mounted (modules, virtio-blk)', rootAt - initAt],
+    ['root mounted -> agent process start (switch_root, exec)', exec - rootAt],
+    ['agent process start -> its first log line', firstLog - exec],
+    ['agent first log line -> announce', upAnnounce - firstLog],
+    ['announce -> first Negotiate answered (host clock)', announceToAnswerMs],
+  ];
 }
 
 const stdoutRows: string[][] = [];

@@ -112,6 +112,8 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Where the boot's time goes (bench/guest.ts reads these two lines).
+echo "initramfs: started at uptime $(cut -d' ' -f1 /proc/uptime) s" > /dev/console
 for m in $(cat /modules/order); do insmod /modules/$m.ko 2>/dev/null; done
 root=$(sed -n 's/.*agent\\.root=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 root=\${root:-/dev/vda}
@@ -121,6 +123,7 @@ if ! mount -t ext4 -o ro "$root" /newroot; then
   echo "initramfs: cannot mount the root image $root; powering off" > /dev/console
   poweroff -f
 fi
+echo "initramfs: root $root mounted at uptime $(cut -d' ' -f1 /proc/uptime) s" > /dev/console
 mount --move /dev /newroot/dev
 umount /proc /sys
 exec switch_root /newroot /sbin/init

@@ -197,6 +197,8 @@ export async function main(argv: readonly string[]): Promise<void> {
       version: AGENT_VERSION, build: agentBuild(), protocols: PROTOCOL_VERSIONS, listeners, config, sources: parsed.sources, guestInit,
       ...(takeover ? { tookOverFrom: takeover.from } : {}),
       startupMs: { ...startup, listening: sinceStart() },
+      // The machine's uptime now: with startupMs, where the agent's start falls in a boot (bench/guest.ts).
+      uptimeMs: uptimeMs(),
       policy: { source: policy.source, loaded: policy.loaded, digest: policy.digest },
       ...(parsed.problems.length ? { configProblems: parsed.problems.length } : {}),
       ...(parsed.unknownKeys.length ? { unknownKeys: parsed.unknownKeys } : {}),
@@ -223,6 +225,14 @@ export async function main(argv: readonly string[]): Promise<void> {
 
 /** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
 /** Milliseconds since this process (image) started, to 0.1 ms. */
+function uptimeMs(): number | undefined {
+  try {
+    return Math.round(Number(fs.readFileSync('/proc/uptime', 'latin1').split(' ')[0]) * 1000);
+  } catch {
+    return undefined;
+  }
+}
+
 function sinceStart(): number {
   return Math.round(performance.now() * 10) / 10;
 }
