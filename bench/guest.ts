@@ -3,7 +3,7 @@
 // round trips over the virtio-serial channel, and (as bench/stdout.ts on the
 // host) stdout throughput and unary latency by protocol version over the
 // channel. Prints tables; asserts nothing.
-// Run: npm run build:image && node --import tsx bench/guest.ts [--stdout-mib N]
+// Run: npm run build:image && node --import tsx bench/guest.ts [--stdout-mib N] [--kernel-arg X]...
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,8 @@ import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
 
 const BOOTS = 3;
+/** --kernel-arg X (repeatable): added to the guest's command line, e.g. AGENT_V8_OPT=1 (init's environment). */
+const KERNEL_ARGS = process.argv.flatMap((a, i) => (a === '--kernel-arg' ? [process.argv[i + 1]!] : []));
 const LIFECYCLES = 5;
 const EXECS = 10;
 
@@ -45,7 +47,7 @@ async function main(): Promise<void> {
   try {
     for (let i = 0; i < BOOTS; i++) {
       const t0 = Date.now();
-      const vm = await startVm({ sharedDir: shared });
+      const vm = await startVm({ sharedDir: shared, kernelArgs: KERNEL_ARGS });
       try {
         // The console is polled for the host time the initramfs's first line shows (the kernel is quiet).
         let bannerAt = 0;
