@@ -13,12 +13,12 @@
 // scratch directory, e.g. --other 'kata-agent=/usr/bin/kata-agent --addr unix://{sock}'.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { GUEST_DIR } from '../build/vm';
 import { AGENT_BUNDLE, REPO } from '../test/helpers/agent-process';
+import { canConnect } from './sockets';
 import { printTable } from './stdout';
 
 const arg = (name: string) => {
@@ -78,17 +78,6 @@ function memory(pid: number): { rss: number; anon: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rss: (kb('VmRSS') * 1024) / 1e6, anon: (kb('RssAnon') * 1024) / 1e6 };
-}
-
-function canConnect(sock: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(sock);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 const raw = (b: Buffer) => b;

@@ -4,7 +4,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentClient } from '../src/client/client';
@@ -12,6 +11,7 @@ import { DiscoveryService } from '../src/protocol';
 import { AGENT_BUNDLE, agentNodePid, REPO, startAgent, type TestAgent } from '../test/helpers/agent-process';
 import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
+import { canConnect } from './sockets';
 
 const STARTS = 5;
 const NEGOTIATE_CALLS = 5000;
@@ -73,17 +73,6 @@ function negotiate(client: grpc.Client & Record<string, Function>): Promise<{ se
       (err: grpc.ServiceError | null, res: { selected_version: string }) => (err ? reject(err) : resolve(res)),
     ),
   );
-}
-
-function canConnect(sock: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(sock);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 function waitExit(child: ChildProcess): Promise<void> {
