@@ -22,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -557,6 +558,37 @@ static napi_value first_exited(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// Raises RLIMIT_NOFILE (soft and hard) to at least `want`, as far as the
+// process may (root may raise the hard limit up to fs.nr_open); returns the
+// limits in force afterwards as [soft, hard].
+static napi_value raise_fd_limit(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t want;
+  if (!get_args(env, info, 1, argv)) return napi_failed(env);
+  if (!get_int(env, argv[0], "limit", 1, INT32_MAX, &want)) return NULL;
+  struct rlimit cur;
+  if (getrlimit(RLIMIT_NOFILE, &cur) < 0) return throw_errno(env, errno, "getrlimit", "RLIMIT_NOFILE");
+  if (cur.rlim_cur < (rlim_t)want || cur.rlim_max < (rlim_t)want) {
+    struct rlimit next = cur;
+    if (next.rlim_max < (rlim_t)want) next.rlim_max = (rlim_t)want;
+    next.rlim_cur = (rlim_t)want;
+    if (setrlimit(RLIMIT_NOFILE, &next) < 0) {
+      // Not allowed to raise the hard limit: the soft one as far as the hard one goes.
+      next = cur;
+      next.rlim_cur = cur.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &next) < 0) return throw_errno(env, errno, "setrlimit", "RLIMIT_NOFILE %lld", (long long)want);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &cur) < 0) return throw_errno(env, errno, "getrlimit", "RLIMIT_NOFILE");
+  }
+  napi_value out, v;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_double(env, cur.rlim_cur == RLIM_INFINITY ? -1 : (double)cur.rlim_cur, &v));
+  CHECK(napi_set_element(env, out, 0, v));
+  CHECK(napi_create_double(env, cur.rlim_max == RLIM_INFINITY ? -1 : (double)cur.rlim_max, &v));
+  CHECK(napi_set_element(env, out, 1, v));
+  return out;
+}
+
 static const struct { const char *name; uint32_t value; } constants[] = {
   CONST(MS_RDONLY), CONST(MS_NOSUID), CONST(MS_NODEV), CONST(MS_NOEXEC), CONST(MS_REMOUNT),
   CONST(MS_BIND), CONST(MS_REC), CONST(MS_PRIVATE), CONST(MS_SLAVE), CONST(MS_SHARED),
@@ -568,7 +600,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor fns[] = {
 #define FN(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("setChildSubreaper", set_child_subreaper), FN("isChildSubreaper", is_child_subreaper),
-    FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
+    FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("raiseFdLimit", raise_fd_limit), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
     FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname),
     FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module),
     FN("getpid", do_getpid), FN("getppid", do_getppid),

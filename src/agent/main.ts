@@ -96,6 +96,7 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   const reaper = new Reaper(log);
   reaper.start();
+  const fdLimit = raiseFdLimit(log);
   const runtime = new OciRuntime(
     { binary: config.ociRuntime, globalArgs: config.ociRuntimeArgs, root: path.join(config.stateDir, 'runtime') },
     reaper,
@@ -199,6 +200,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       startupMs: { ...startup, listening: sinceStart() },
       // The machine's uptime now: with startupMs, where the agent's start falls in a boot (bench/guest.ts).
       uptimeMs: uptimeMs(),
+      fdLimit,
       policy: { source: policy.source, loaded: policy.loaded, digest: policy.digest },
       ...(parsed.problems.length ? { configProblems: parsed.problems.length } : {}),
       ...(parsed.unknownKeys.length ? { unknownKeys: parsed.unknownKeys } : {}),
@@ -225,6 +227,23 @@ export async function main(argv: readonly string[]): Promise<void> {
 
 /** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
 /** Milliseconds since this process (image) started, to 0.1 ms. */
+/**
+ * Each process the agent tracks holds up to three descriptors (its stdio), and
+ * the kernel gives init 1024 (soft) and 4096 (hard): without this, PID 1 could
+ * not track more than about 1,300 processes. Raised to FD_LIMIT where the
+ * agent may (root, up to fs.nr_open). Children inherit it where their OCI spec
+ * sets no rlimits of its own.
+ */
+const FD_LIMIT = 1 << 17;
+function raiseFdLimit(log: Logger): [number, number] | undefined {
+  try {
+    return native.raiseFdLimit(FD_LIMIT);
+  } catch (err) {
+    log.warn({ err, wanted: FD_LIMIT }, 'cannot raise the open-file limit: fewer processes can be tracked');
+    return undefined;
+  }
+}
+
 function uptimeMs(): number | undefined {
   try {
     return Math.round(Number(fs.readFileSync('/proc/uptime', 'latin1').split(' ')[0]) * 1000);

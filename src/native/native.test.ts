@@ -136,6 +136,19 @@ test('firstExited names an exited child without reaping it; 0 when none has exit
   assert.equal(r['after'], 0);
 });
 
+test('raiseFdLimit raises the open-file limit as far as allowed, and never lowers it', () => {
+  const r = runChild(`
+    const read = () => require('node:fs').readFileSync('/proc/self/limits', 'latin1').match(/^Max open files\\s+(\\S+)\\s+(\\S+)/m).slice(1).map(Number);
+    const before = read();
+    const low = native.raiseFdLimit(1);
+    const raised = native.raiseFdLimit(before[1] + 1000);
+    return { before, low, raised, after: read() };`) as { before: number[]; low: number[]; raised: number[]; after: number[] };
+  assert.deepEqual(r.low, r.before, 'asking for less changes nothing');
+  assert.deepEqual(r.raised, r.after);
+  // Root may raise the hard limit (up to fs.nr_open); others get their soft limit up to the hard one.
+  assert.ok(r.after[0]! >= Math.min(r.before[1]! + 1000, r.after[1]!) && r.after[1]! >= r.before[1]!);
+});
+
 test('waitpid refuses pids that would reap arbitrary children', () => {
   for (const pid of [0, -1, -process.pid, 1.5, Number.NaN, '1', undefined]) {
     assert.throws(() => native.waitpid(pid as number), TypeError, `waitpid(${String(pid)})`);

@@ -62,6 +62,8 @@ export interface NativeAddon {
   waitpid(pid: number): WaitStatus | null;
   /** waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT): the pid of one exited child, left unreaped; 0 if none. */
   firstExited(): number;
+  /** Raises RLIMIT_NOFILE to at least `limit` as far as allowed; the [soft, hard] limits after (-1: unlimited). */
+  raiseFdLimit(limit: number): [number, number];
   getCloexec(fd: number): boolean;
   /** Let fd survive execve. */
   clearCloexec(fd: number): void;
@@ -139,6 +141,7 @@ export const native: NativeAddon = {
   isChildSubreaper: () => load().isChildSubreaper(),
   waitpid: (pid) => load().waitpid(pid),
   firstExited: () => load().firstExited(),
+  raiseFdLimit: (limit) => load().raiseFdLimit(limit),
   getCloexec: (fd) => load().getCloexec(fd),
   clearCloexec: (fd) => load().clearCloexec(fd),
   setCloexec: (fd) => load().setCloexec(fd),

@@ -1,10 +1,11 @@
 // The OCI runtime driver (crun by default; any runtime with runc's CLI works).
 // Every container process is started detached with --pid-file, so the runtime
 // exits at once and the process is adopted by the agent (see process/reaper.ts).
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ContainerRuntime } from '../core/container-runtime';
-import { describe, failedPrecondition, notFound } from '../errors';
+import { describe, failedPrecondition, notFound, resourceExhausted } from '../errors';
 import type { Logger } from '../log';
 import type { ProcessIO } from '../process/process-io';
 import { runCommand, superviseChild } from '../process/command';
@@ -111,6 +112,12 @@ export class OciRuntime implements ContainerRuntime {
     const full = [...this.globalArgs(), `--log=${logFile}`, ...args];
     this.log.debug({ runtime: this.options.binary, args: full }, 'runtime launch');
     const child = this.reaper.spawn(this.options.binary, full, { stdio: io.spawnStdio() });
+    if (child.pid === undefined) {
+      // Not started (no such binary, or no descriptors left for its pipes): child_process says why on 'error'.
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      io.close();
+      throw this.spawnFailure(err, what);
+    }
     io.attach(child);
     const deadline = superviseChild(child, { timeoutMs: this.timeoutMs });
     let code: number | null;
@@ -118,7 +125,7 @@ export class OciRuntime implements ContainerRuntime {
     try {
       // 'exit', not 'close': the container process keeps the stdio open.
       [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-        child.once('error', (e) => reject(this.spawnFailure(e)));
+        child.once('error', (e) => reject(this.spawnFailure(e, what)));
         child.once('exit', (c, s) => resolve([c, s]));
       });
     } catch (err) {
@@ -183,7 +190,15 @@ export class OciRuntime implements ContainerRuntime {
     return pids.length;
   }
 
-  private spawnFailure(err: Error) {
+  private spawnFailure(err: Error, what: string) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EMFILE' || code === 'ENFILE') {
+      return resourceExhausted(
+        `cannot start the OCI runtime for ${what}: the agent is out of file descriptors (${openFdsAndLimit()}); ` +
+          'each process it tracks holds up to three (its stdio): release or remove processes, or raise the limit',
+      );
+    }
+    if (code === 'EAGAIN') return resourceExhausted(`cannot start the OCI runtime for ${what}: ${err.message} (the process limit is reached)`);
     return failedPrecondition(
       `cannot run the OCI runtime ${this.options.binary}: ${err.message}; install it or pass --oci-runtime PATH`,
       err,
@@ -198,6 +213,23 @@ export class OciRuntime implements ContainerRuntime {
     if (/does not exist|not found|no such file/i.test(detail) && args[0] !== 'create') return notFound(message);
     return failedPrecondition(message);
   }
+}
+
+/** "N open, limit M" for this process, as far as /proc tells. */
+function openFdsAndLimit(): string {
+  let open = '?';
+  let limit = '?';
+  try {
+    open = String(fsSync.readdirSync('/proc/self/fd').length);
+  } catch {
+    // No descriptor left even for that.
+  }
+  try {
+    limit = /^Max open files\s+(\S+)/m.exec(fsSync.readFileSync('/proc/self/limits', 'latin1'))?.[1] ?? '?';
+  } catch {
+    // idem
+  }
+  return `${open} open, limit ${limit}`;
 }
 
 /** The runtime's error lines, without JSON log framing, trimmed to what matters. */

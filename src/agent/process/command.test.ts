@@ -4,6 +4,8 @@
 // changes nothing. Run: node --import tsx --test src/agent/process/command.test.ts
 
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { describe, test } from 'node:test';
 import { isKind } from '../errors.testing';
 import { silentLogger } from '../log';
@@ -23,5 +25,21 @@ describe('runCommand', () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
     await assert.rejects(runCommand(reaper, 'sleep', ['5'], { signal: ac.signal }), isKind('unavailable'));
+  });
+
+  test('a program that cannot start for want of descriptors is RESOURCE_EXHAUSTED, said so', async () => {
+    // A fake spawner (running out of descriptors for real would starve this test process):
+    // child_process's child when spawn fails with EMFILE: no pid, no pipes, then 'error'.
+    const fake = {
+      spawn: () => {
+        const child = new EventEmitter() as EventEmitter & { pid?: number; stdout: null; stderr: null };
+        child.stdout = null;
+        child.stderr = null;
+        process.nextTick(() => child.emit('error', Object.assign(new Error('spawn EMFILE'), { code: 'EMFILE' })));
+        return child as unknown as ChildProcess;
+      },
+    };
+    await assert.rejects(runCommand(fake, 'ip', ['link']),
+      (e) => isKind('resource-exhausted')(e) && /cannot run ip: spawn EMFILE \(the agent is out of descriptors or processes\)/.test((e as Error).message));
   });
 });

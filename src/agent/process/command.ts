@@ -3,7 +3,7 @@
 // The child is started through a Spawner, normally the agent's Reaper, so the
 // reaper knows the pid belongs to child_process and never steals its status.
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { AgentError, failedPrecondition } from '../errors';
+import { AgentError, failedPrecondition, resourceExhausted } from '../errors';
 
 /** What starts the child; the Reaper satisfies it. */
 export interface Spawner {
@@ -87,8 +87,13 @@ export function runCommand(
       }
       into.push(b);
     };
-    child.stdout!.on('data', collect(out));
-    child.stderr!.on('data', collect(err));
+    if (child.pid === undefined || !child.stdout || !child.stderr) {
+      // Not started (no such binary, no descriptors left for its pipes): child_process says why on 'error'.
+      child.once('error', (e) => reject(spawnFailure(command, e, options.spawnHint)));
+      return;
+    }
+    child.stdout.on('data', collect(out));
+    child.stderr.on('data', collect(err));
 
     const deadline = superviseChild(child, options);
     const done = () => {
@@ -178,6 +183,10 @@ function killChild(child: ChildProcess): void {
 }
 
 function spawnFailure(command: string, err: Error, hint?: string): AgentError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EMFILE' || code === 'ENFILE' || code === 'EAGAIN') {
+    return resourceExhausted(`cannot run ${command}: ${err.message} (the agent is out of descriptors or processes); release or remove processes, or raise the limit`);
+  }
   return failedPrecondition(`cannot run ${command}: ${err.message}${hint ? `; ${hint}` : ''}`, err);
 }
 
