@@ -78,6 +78,8 @@ describe('agent as PID 1 in a QEMU guest', () => {
     const entry = JSON.parse(announce.slice(announce.indexOf('{')));
     assert.equal(entry.pid, 1);
     assert.equal(entry.guestInit, true);
+    // The kernel gives init 1024/4096 open files; PID 1 raised them to track thousands of processes.
+    assert.ok(entry.fdLimit[0] >= 131072 && entry.fdLimit[1] >= 131072, `open-file limit ${JSON.stringify(entry.fdLimit)}`);
     assert.match(vm.console(), /logs go to the console only: the host log port is unreachable/);
   });
 
