@@ -123,7 +123,8 @@ test('firstExited names an exited child without reaping it; 0 when none has exit
     const { execFileSync } = require('node:child_process');
     native.setChildSubreaper();
     const none = native.firstExited();
-    const orphan = Number(execFileSync('sh', ['-c', '(exit 4) >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' }));
+    // It outlives sh, or sh would reap it itself.
+    const orphan = Number(execFileSync('sh', ['-c', '(sleep 0.3; exit 4) >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' }));
     let seen = 0;
     for (const deadline = Date.now() + 10000; seen === 0 && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) seen = native.firstExited();
     const again = native.firstExited(); // still there: not reaped

@@ -143,23 +143,36 @@ export class RpcBoundary {
 
   /**
    * A client-streaming handler: `fn` reads the messages as an async iterable,
-   * each admitted as a unary request is (the policy, its decoding). A client
-   * that cancels or goes away ends the iteration early.
+   * each admitted as a unary request is (the policy, its decoding). It runs
+   * only once a first message has been admitted, as a unary handler runs only
+   * for an admitted request (a refused first message ends the call before);
+   * a call that sends none is INVALID_ARGUMENT. A client that cancels or goes
+   * away ends the iteration early.
    */
   clientStream<Req, Res>(fn: (messages: AsyncIterable<Req>, ctx: RpcContext) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
     return (call, callback) => {
       const { ctx, finish, admitted } = this.begin(call, {});
-      const messages = (async function* () {
-        for await (const message of call as AsyncIterable<Req>) yield admitted(message);
-      })();
-      Promise.resolve()
-        .then(() => fn(messages, ctx))
+      const incoming = (call as AsyncIterable<Req>)[Symbol.asyncIterator]();
+      const rest = async function* () {
+        for (let next = await incoming.next(); !next.done; next = await incoming.next()) yield admitted(next.value);
+      };
+      incoming
+        .next()
+        .then((first) => {
+          if (first.done) throw invalidArgument('the call sent no message');
+          const message = admitted(first.value);
+          return fn((async function* () {
+            yield message;
+            yield* rest();
+          })(), ctx);
+        })
         .then(
           (res) => {
             finish(null);
             callback(null, res);
           },
-          (err: unknown) => callback(finish(err)),
+          // A stream cut by the client reads as an error of the iteration: not the agent's.
+          (err: unknown) => callback(finish(ctx.signal.aborted ? new AgentError('unavailable', 'the client cancelled the call or went away') : err)),
         );
     };
   }
