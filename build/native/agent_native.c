@@ -23,6 +23,8 @@
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -245,6 +247,79 @@ static napi_value do_execve(napi_env env, napi_callback_info info) {
   free_strv(args);
   free(path);
   return NULL;
+}
+
+// spawn(file, argv, env, cwd, [fd0, fd1, ...]): posix_spawnp(3), with each
+// descriptor given as the child's fd of that index (-1: /dev/null for 0-2,
+// nothing above),
+// every signal at its default disposition and none blocked (Node ignores
+// SIGPIPE, which a child must not inherit), and the working directory `cwd`
+// ("" for this one's). glibc's posix_spawn shares the parent's memory until
+// the exec (CLONE_VFORK): it costs the same however large the agent is, where
+// fork(2) (child_process) copies page tables that grow with what the agent
+// tracks. Returns the pid; the caller waits for it (the reaper).
+static napi_value do_spawn(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return napi_failed(env);
+  int64_t fds[64];
+  uint32_t nfds = 0;
+  bool is_array = false;
+  if (napi_is_array(env, argv[4], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[4], &nfds) != napi_ok || nfds > 64) {
+    napi_throw_type_error(env, NULL, "stdio must be an array of at most 64 fds");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value item;
+    if (napi_get_element(env, argv[4], i, &item) != napi_ok) return napi_failed(env);
+    if (!get_int(env, item, "stdio fd", -1, INT32_MAX, &fds[i])) return NULL;
+  }
+  char *file = get_str(env, argv[0], "file");
+  char **args = file ? get_strv(env, argv[1], "argv") : NULL;
+  char **envp = args ? get_strv(env, argv[2], "env") : NULL;
+  char *cwd = envp ? get_str(env, argv[3], "cwd") : NULL;
+  napi_value out = NULL;
+  if (cwd) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    for (uint32_t i = 0; i < nfds || i < 3; i++) {
+      if (i < nfds && fds[i] >= 0) posix_spawn_file_actions_adddup2(&fa, (int)fds[i], (int)i);
+      else if (i < 3) posix_spawn_file_actions_addopen(&fa, (int)i, "/dev/null", O_RDWR, 0);
+    }
+    if (cwd[0] != '\0') posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    pid_t pid = 0;
+    int r = posix_spawnp(&pid, file, &fa, &attr, args, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (r != 0) throw_errno(env, r, "posix_spawn", "%s", file);
+    else if (napi_create_int32(env, pid, &out) != napi_ok) out = NULL;
+  }
+  free(cwd);
+  free_strv(envp);
+  free_strv(args);
+  free(file);
+  return out;
+}
+
+// socketpair(AF_UNIX, SOCK_STREAM) with both ends close-on-exec: [a, b].
+static napi_value do_socketpair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return throw_errno(env, errno, "socketpair", "AF_UNIX");
+  napi_value out, v;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  for (uint32_t i = 0; i < 2; i++) {
+    CHECK(napi_create_int32(env, sv[i], &v));
+    CHECK(napi_set_element(env, out, i, v));
+  }
+  return out;
 }
 
 static napi_value do_mount(napi_env env, napi_callback_info info) {
@@ -600,7 +675,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor fns[] = {
 #define FN(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("setChildSubreaper", set_child_subreaper), FN("isChildSubreaper", is_child_subreaper),
-    FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("raiseFdLimit", raise_fd_limit), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
+    FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("raiseFdLimit", raise_fd_limit), FN("spawn", do_spawn), FN("socketpair", do_socketpair), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
     FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname),
     FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module),
     FN("getpid", do_getpid), FN("getppid", do_getppid),

@@ -64,6 +64,14 @@ export interface NativeAddon {
   firstExited(): number;
   /** Raises RLIMIT_NOFILE to at least `limit` as far as allowed; the [soft, hard] limits after (-1: unlimited). */
   raiseFdLimit(limit: number): [number, number];
+  /**
+   * posix_spawnp(file, argv, env) in `cwd` ('' for ours) with stdio[i] as its
+   * fd i (-1: /dev/null for 0-2, none above; at most 64), signals at their
+   * defaults and unblocked; the pid.
+   */
+  spawn(file: string, argv: readonly string[], env: readonly string[], cwd: string, stdio: readonly number[]): number;
+  /** socketpair(AF_UNIX, SOCK_STREAM), both ends close-on-exec. */
+  socketpair(): [number, number];
   getCloexec(fd: number): boolean;
   /** Let fd survive execve. */
   clearCloexec(fd: number): void;
@@ -142,6 +150,8 @@ export const native: NativeAddon = {
   waitpid: (pid) => load().waitpid(pid),
   firstExited: () => load().firstExited(),
   raiseFdLimit: (limit) => load().raiseFdLimit(limit),
+  spawn: (file, argv, env, cwd, stdio) => load().spawn(file, argv, env, cwd, stdio),
+  socketpair: () => load().socketpair(),
   getCloexec: (fd) => load().getCloexec(fd),
   clearCloexec: (fd) => load().clearCloexec(fd),
   setCloexec: (fd) => load().setCloexec(fd),

@@ -3,10 +3,11 @@
 // Container processes are started by a detached OCI runtime call, so when the
 // runtime exits they are re-parented to the agent (as PID 1 in the guest, as a
 // child subreaper elsewhere). The agent then waits for each of them by pid.
-// Orphans nobody asked for are reaped too, but only zombies that
-// child_process or node-pty are not waiting for: waitpid(-1) would steal their
-// statuses. Statuses of orphans are kept for a while, because a container
-// process may exit before the agent has read its pid file.
+// The programs the agent runs itself are started by spawn() (spawn.ts, not
+// child_process), so every child is the reaper's to reap: orphans nobody
+// asked for too. Their statuses are kept for a while, because a container
+// process may exit before the agent has read its pid file. (Nothing calls
+// waitpid(-1): a library's own child, were there one, would keep its status.)
 //
 // Pids are recycled, so a kept status is keyed by pid *and* the process's
 // start time (field 22 of /proc/PID/stat, read from the zombie just before it
@@ -22,11 +23,12 @@
 //   for an older process with the same pid to have left a status in that
 //   window, the pid space would have had to wrap around within it, and the
 //   newer process, being reaped too, would have left the newer status.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import { native } from '../../native/native';
 import type { Logger } from '../log';
 import type { ProcessExit } from './exit-status';
+import { spawnChild } from './spawn';
 
 const MAX_UNCLAIMED = 1024;
 /** Longer than the OCI runtime's default deadline (60 s), so a slow launch still finds an early exit. */
@@ -59,18 +61,12 @@ export class Reaper {
   private readonly watched = new Map<number, Watch[]>();
   /** By "pid:starttime", in the order reaped (so the oldest is first). */
   private readonly unclaimed = new Map<string, Unclaimed>();
-  /** Pids owned by child_process: libuv waits for these itself. */
-  private readonly spawned = new Set<number>();
   private started = false;
 
   private readonly maxUnclaimed: number;
   private readonly unclaimedTtlMs: number;
   private readonly startTimeOf: (pid: number) => number | null;
   private readonly onSigchld = () => this.sweep();
-  private retry: NodeJS.Timeout | undefined;
-  /** The child_process child whose exit the last sweep stopped at, and since when. */
-  private blockedBy = 0;
-  private blockedSince = 0;
 
   constructor(
     private readonly log: Logger,
@@ -101,19 +97,19 @@ export class Reaper {
     if (!this.started) return;
     this.started = false;
     process.removeListener('SIGCHLD', this.onSigchld);
-    clearTimeout(this.retry);
   }
 
-  /** child_process.spawn, with the pid recorded so the sweep never reaps it. */
+  /**
+   * Starts a program (spawn.ts: posix_spawn, whose cost does not grow with
+   * the agent) and waits for it like any other child: its 'exit' comes from
+   * this reaper's wait.
+   */
   spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
-    const child = spawn(command, args, options);
-    const pid = child.pid;
-    if (pid !== undefined) {
-      this.spawned.add(pid);
-      child.once('exit', () => this.spawned.delete(pid));
-    }
-    return child;
+    // Its exit is learnt on SIGCHLD: a reaper that spawns listens.
+    this.start();
+    return spawnChild(command, args, options, (pid) => this.wait(pid));
   }
+
 
   /**
    * Resolves with the exit status of an adopted (or own) child `pid`. With
@@ -150,15 +146,11 @@ export class Reaper {
    * Collects every exit that happened; called on SIGCHLD. The work is per
    * exited child, whatever the number of processes tracked: the kernel names
    * one exited child at a time without reaping it (native.firstExited), and
-   * it is reaped here if it is watched or an orphan. One that child_process
-   * waits for itself blocks the view of the others until libuv has reaped it:
-   * the sweep looks again shortly, and after a while falls back to reading
-   * every child's state (zombiesByScan).
+   * it is reaped here, watched or an orphan. Every child of the agent is
+   * started by spawn() (no child_process: nobody else waits for a child).
    */
   sweep(): void {
-    clearTimeout(this.retry);
-    this.retry = undefined;
-    for (;;) {
+    for (let last = 0; ; ) {
       let pid: number;
       try {
         pid = native.firstExited();
@@ -168,37 +160,24 @@ export class Reaper {
         return;
       }
       if (pid === 0) break;
-      if (this.spawned.has(pid)) {
-        this.lookAgain(pid);
-        break;
+      if (pid === last) {
+        // Named again: it could not be reaped (never seen; a guard against spinning here).
+        this.log.warn({ child: pid }, 'reaper: an exited child could not be reaped; scanning the children instead');
+        this.sweepByScan();
+        return;
       }
+      last = pid;
       if (this.watched.has(pid)) this.collect(pid);
       else this.reapOrphan(pid);
     }
-    this.blockedBy = 0;
     this.prune();
-  }
-
-  /** A child_process child's exit hides the others: look again once libuv has reaped it; scan if it takes long. */
-  private lookAgain(pid: number): void {
-    if (this.blockedBy !== pid) {
-      this.blockedBy = pid;
-      this.blockedSince = performance.now();
-    }
-    if (performance.now() - this.blockedSince > 200) {
-      // libuv has not reaped it: find the others by their state.
-      this.sweepByScan();
-      return;
-    }
-    this.retry = setTimeout(() => this.sweep(), 2);
-    this.retry.unref();
   }
 
   /** The sweep by reading every child's state: at start (zombies left by a previous image) and as a fallback. */
   private sweepByScan(): void {
     for (const pid of [...this.watched.keys()]) this.collect(pid);
     for (const pid of this.zombieChildren()) {
-      if (this.spawned.has(pid) || this.watched.has(pid)) continue;
+      if (this.watched.has(pid)) continue;
       this.reapOrphan(pid);
     }
     this.prune();
