@@ -163,6 +163,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     const spec = parseAddress(addr);
     agentServer.listeners.add(spec, takeover?.listenerFd(formatAddress(spec)));
   }
+  // A serial port handed over open is served at once: a host may be waiting on it, and the port exists.
+  const servesSerial = config.channel !== 'none' && (guestInit || fs.existsSync('/sys/class/virtio-ports'));
+  const inheritedPort = servesSerial ? takeover?.port(`serial:${config.channel}`) : undefined;
+  if (inheritedPort) agentServer.listeners.add({ kind: 'serial', name: config.channel }, inheritedPort);
   const listeners = await agentServer.listeners.settled();
   if (takeover) {
     void commitOrRollBack({
@@ -208,10 +212,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     'announce',
   );
 
-  // The port appears shortly after virtio_console loads: it is looked for without holding up the announce.
-  if (config.channel !== 'none' && (guestInit || fs.existsSync('/sys/class/virtio-ports'))) {
-    agentServer.listeners.add({ kind: 'serial', name: config.channel }, takeover?.port(`serial:${config.channel}`));
-  }
+  // At boot the port appears shortly after virtio_console loads: it is looked for without holding up the announce.
+  if (servesSerial && !inheritedPort) agentServer.listeners.add({ kind: 'serial', name: config.channel });
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
     return;
