@@ -38,7 +38,7 @@ export function packageDefinition(): protoLoader.PackageDefinition {
 export const REQUEST_TYPE = Symbol('request type');
 
 /** As lodash.camelcase (what proto-loader names a method's alias) makes of a method name: GetOOMEvent -> getOomEvent. */
-export function camelCaseMethod(name: string): string {
+function camelCaseMethod(name: string): string {
   const words = name.match(/[A-Z]{2,}(?=[A-Z][a-z]+[0-9]*|\b)|[A-Z]?[a-z]+[0-9]*|[A-Z]|[0-9]+/g) ?? [];
   return words.map((w, i) => (i === 0 ? w.toLowerCase() : w[0]!.toUpperCase() + w.slice(1).toLowerCase())).join('');
 }

@@ -144,7 +144,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       sharedDir: config.sharedDir,
       args: argv,
       log: log.child({ module: 'upgrade' }),
-      rollbackBinary: takeover?.previous.binary,
+      rollback: takeover?.previous,
     })),
   };
   let unrestored: string[] = [];
@@ -227,8 +227,6 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-/** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
-/** Milliseconds since this process (image) started, to 0.1 ms. */
 /**
  * Each process the agent tracks holds up to three descriptors (its stdio), and
  * the kernel gives init 1024 (soft) and 4096 (hard): without this, PID 1 could
@@ -254,6 +252,7 @@ function uptimeMs(): number | undefined {
   }
 }
 
+/** Milliseconds since this process (image) started, to 0.1 ms. */
 function sinceStart(): number {
   return Math.round(performance.now() * 10) / 10;
 }
@@ -272,6 +271,7 @@ function openStateKeeper(config: AgentConfig, core: AgentCore, log: Logger, fres
   }
 }
 
+/** Says what of the configuration was refused, unknown or ignored: a typo must be visible. */
 function reportConfig(parsed: ParsedArgs, log: Logger): void {
   for (const p of parsed.problems) {
     log.warn({ source: p.source, value: p.value, used: p.used, problem: p.problem }, 'configuration value refused; the option keeps the value shown as used');

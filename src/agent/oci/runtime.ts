@@ -113,7 +113,7 @@ export class OciRuntime implements ContainerRuntime {
     this.log.debug({ runtime: this.options.binary, args: full }, 'runtime launch');
     const child = this.reaper.spawn(this.options.binary, full, { stdio: io.spawnStdio() });
     if (child.pid === undefined) {
-      // Not started (no such binary, or no descriptors left for its pipes): child_process says why on 'error'.
+      // Not started (no such binary, or no descriptors left for its pipes): 'error' says why.
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));
       io.close();
       throw this.spawnFailure(err, what);

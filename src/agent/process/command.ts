@@ -1,7 +1,7 @@
 // Runs a short-lived helper command (ip, mount, modprobe, ...) to completion:
 // output collected, a deadline, cancellation, and a typed error on failure.
-// The child is started through a Spawner, normally the agent's Reaper, so the
-// reaper knows the pid belongs to child_process and never steals its status.
+// The child is started through a Spawner, normally the agent's Reaper
+// (process/spawn.ts), which also learns its exit.
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { AgentError, failedPrecondition, resourceExhausted } from '../errors';
 
@@ -88,7 +88,7 @@ export function runCommand(
       into.push(b);
     };
     if (child.pid === undefined || !child.stdout || !child.stderr) {
-      // Not started (no such binary, no descriptors left for its pipes): child_process says why on 'error'.
+      // Not started (no such binary, no descriptors left for its pipes): 'error' says why.
       child.once('error', (e) => reject(spawnFailure(command, e, options.spawnHint)));
       return;
     }

@@ -110,7 +110,6 @@ export class Reaper {
     return spawnChild(command, args, options, (pid) => this.wait(pid));
   }
 
-
   /**
    * Resolves with the exit status of an adopted (or own) child `pid`. With
    * `startTime` (a process taken over from an earlier agent image, named by

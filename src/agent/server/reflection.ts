@@ -23,10 +23,10 @@ import { malformedReason } from './decoding';
 
 /** A package definition as @grpc/reflection's own proto-loader types it (the same shape as ours). */
 type Definitions = ConstructorParameters<typeof ReflectionServiceType>[0];
+type ServiceDefinition = Extract<Definitions[string], { [method: string]: { path: string } }>;
 
 /** Loaded on first use only (see the top of this file). */
 const reflectionModule = (): typeof import('@grpc/reflection') => require('@grpc/reflection') as typeof import('@grpc/reflection');
-type ServiceDefinition = Extract<Definitions[string], { [method: string]: { path: string } }>;
 
 /** The names upstream gRPC gives these files (protobufjs names a file after its package). */
 const CANONICAL_FILE_NAMES: Record<string, string> = {
@@ -36,7 +36,7 @@ const CANONICAL_FILE_NAMES: Record<string, string> = {
 };
 
 /** The method paths of the reflection services, one per version, as @grpc/reflection serves them. */
-export const REFLECTION_PATHS = ['/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo'];
+const REFLECTION_PATHS = ['/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo'];
 
 type Handler = (call: grpc.ServerDuplexStream<unknown, unknown>) => void;
 interface RealMethod {
@@ -97,12 +97,13 @@ function decodedCall(call: grpc.ServerDuplexStream<Buffer, Buffer>, definition: 
   call.on('data', (bytes: Buffer) => {
     if (failed) return;
     let message: unknown;
+    let reason: string | null;
     try {
       message = definition.requestDeserialize(bytes);
+      reason = malformedReason(message);
     } catch (err) {
-      message = { [MALFORMED_VIEW]: (err as Error).message };
+      reason = (err as Error).message;
     }
-    const reason = malformedOf(message);
     if (reason !== null) {
       failed = true;
       call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: reason });
@@ -121,12 +122,6 @@ function decodedCall(call: grpc.ServerDuplexStream<Buffer, Buffer>, definition: 
   view.write = (m) => call.write(Buffer.from(definition.responseSerialize(m)));
   view.end = () => call.end();
   return view as unknown as grpc.ServerDuplexStream<unknown, unknown>;
-}
-
-const MALFORMED_VIEW = Symbol('undecodable reflection request');
-function malformedOf(message: unknown): string | null {
-  if (typeof message === 'object' && message !== null && MALFORMED_VIEW in message) return String((message as Record<symbol, unknown>)[MALFORMED_VIEW]);
-  return malformedReason(message);
 }
 
 /** `packageDefinition` plus the health and reflection services and their messages, every file normalized. */

@@ -95,13 +95,12 @@ export class RpcBoundary {
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
       const { ctx, finish, admitted, abort: abortStream } = this.begin(call, call.request);
-      const gone = () => new AgentError('unavailable', 'the client cancelled the call or went away');
       /** Sent but not yet handed to HTTP/2, in sizeOf's units. */
       let queued = 0;
       let wake: (() => void) | null = null;
       const send = (msg: Res) =>
         new Promise<void>((resolve, reject) => {
-          if (ctx.signal.aborted) return reject(gone());
+          if (ctx.signal.aborted) return reject(clientGone());
           const size = flow.sizeOf(msg);
           queued += size;
           call.write(msg, () => {
@@ -111,7 +110,7 @@ export class RpcBoundary {
           if (queued <= flow.budget) return resolve();
           const onAbort = () => {
             wake = null;
-            reject(gone());
+            reject(clientGone());
           };
           wake = () => {
             wake = null;
@@ -153,9 +152,6 @@ export class RpcBoundary {
     return (call, callback) => {
       const { ctx, finish, admitted } = this.begin(call, {});
       const incoming = (call as AsyncIterable<Req>)[Symbol.asyncIterator]();
-      const rest = async function* () {
-        for (let next = await incoming.next(); !next.done; next = await incoming.next()) yield admitted(next.value);
-      };
       incoming
         .next()
         .then((first) => {
@@ -163,7 +159,7 @@ export class RpcBoundary {
           const message = admitted(first.value);
           return fn((async function* () {
             yield message;
-            yield* rest();
+            for (let next = await incoming.next(); !next.done; next = await incoming.next()) yield admitted(next.value);
           })(), ctx);
         })
         .then(
@@ -172,7 +168,7 @@ export class RpcBoundary {
             callback(null, res);
           },
           // A stream cut by the client reads as an error of the iteration: not the agent's.
-          (err: unknown) => callback(finish(ctx.signal.aborted ? new AgentError('unavailable', 'the client cancelled the call or went away') : err)),
+          (err: unknown) => callback(finish(ctx.signal.aborted ? clientGone() : err)),
         );
     };
   }
@@ -233,6 +229,9 @@ export class RpcBoundary {
     return { ctx: { log, signal: controller.signal }, finish, admitted, abort: () => controller.abort() };
   }
 }
+
+/** What a call whose client cancelled it or went away fails with. */
+const clientGone = () => new AgentError('unavailable', 'the client cancelled the call or went away');
 
 /** An id as the log shows it: whole, unless it is too long to be a valid one. */
 const logged = (id: string) => (id.length > 128 ? excerpt(id, 128) : id);

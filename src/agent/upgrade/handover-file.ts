@@ -2,9 +2,9 @@
 // STATE_DIR/handover/handover.json with the state (state/document.ts, in the
 // codec's JSON), the descriptors it hands over (handover.ts), the addresses
 // its listeners served, and beside it the output each process stream held,
-// one file per stream (and the host input a serial port kept). Written before the exec, atomically; read once by the
-// new image (AGENT_HANDOVER names the file), which renames it to
-// handover.json.taken.
+// one file per stream (and the host input a serial port kept). Written before
+// the exec, atomically; read once by the new image (AGENT_HANDOVER names the
+// file), which renames it to handover.json.taken.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentState } from '../state/document';

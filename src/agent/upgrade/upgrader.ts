@@ -35,8 +35,8 @@ export interface UpgraderOptions {
   /** How long the pre-flight run may take. */
   preflightMs?: number;
   drainMs?: number;
-  /** The binary a rollback of this image would exec (the image it took over from): an upload kept for it. */
-  rollbackBinary?: string;
+  /** What a rollback of this image would exec (the image it took over from): an upload kept for it. */
+  rollback?: ExecTarget;
 }
 
 /** The JSON object on the last line of `text`, if it is one. */
@@ -53,6 +53,9 @@ function lastJson(text: string): Record<string, unknown> | null {
 export function targetOf(file: string, args: readonly string[]): ExecTarget {
   return /\.c?js$/.test(file) ? { binary: process.execPath, argv: [process.execPath, file, ...args] } : { binary: file, argv: [file, ...args] };
 }
+
+/** The files an image runs from: the executable, and the bundle when it is one (argv[1]). */
+const imageFiles = (t: ExecTarget): string[] => [t.binary, ...(/\.c?js$/.test(t.argv[1] ?? '') ? [t.argv[1]!] : [])];
 
 /** This image, to exec again: the bundle it runs, or the single executable it is. */
 export function selfTarget(args: readonly string[]): ExecTarget {
@@ -73,9 +76,8 @@ export class Upgrader implements AgentUpgrade {
   async receive(chunks: AsyncIterable<UploadChunk>): Promise<UploadedBinary> {
     const uploaded = await this.uploads.receive(chunks);
     // Kept: this one, the running image's, and the one a rollback would go back to.
-    const keep = [this.uploads.pathOf(uploaded.sha256)!, selfTarget(this.options.args).binary, ...selfTarget(this.options.args).argv.slice(1, 2)];
-    if (this.options.rollbackBinary) keep.push(this.options.rollbackBinary);
-    this.uploads.prune(keep);
+    const images = [selfTarget(this.options.args), ...(this.options.rollback ? [this.options.rollback] : [])];
+    this.uploads.prune([this.uploads.pathOf(uploaded.sha256)!, ...images.flatMap(imageFiles)]);
     return uploaded;
   }
 
@@ -144,10 +146,8 @@ export class Upgrader implements AgentUpgrade {
   }
 
   /**
-   * Runs `file` with `args` once as a child; its last line of output must be
-   * JSON with ok: true. Spawned through the reaper: the agent reaps orphans on
-   * every SIGCHLD, and a child it did not spawn itself could be reaped before
-   * Node sees it exit.
+   * Runs `file` with `args` once as a child (through the reaper, as every
+   * child of the agent); its last line of output must be JSON with ok: true.
    */
   private async runChild(file: string, args: string[], what: string): Promise<Record<string, unknown>> {
     const target = targetOf(file, args);
