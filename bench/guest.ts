@@ -100,7 +100,7 @@ function bootPhases(consoleText: string, bannerMs: number, announceToAnswerMs: n
   const json = consoleText.split('\n').flatMap((l) => {
     const i = l.indexOf('{"level"');
     try {
-      return i < 0 ? [] : [JSON.parse(l.slice(i)) as { time: string; msg: string; uptimeMs?: number; startupMs?: { listening?: number } }];
+      return i < 0 ? [] : [JSON.parse(l.slice(i)) as { time: string; msg: string; uptimeMs?: number; startupMs?: { main?: number; listening?: number } }];
     } catch {
       return [];
     }
@@ -114,7 +114,8 @@ function bootPhases(consoleText: string, bannerMs: number, announceToAnswerMs: n
     ['kernel start -> /init (initramfs)', initAt],
     ['/init -> root image mounted (modules, virtio-blk)', rootAt - initAt],
     ['root mounted -> agent process start (switch_root, exec)', exec - rootAt],
-    ['agent process start -> its first log line', firstLog - exec],
+    ['agent process start -> its code runs (Node\'s start, the snapshot read)', ann?.startupMs?.main ?? NaN],
+    ['agent code runs -> its first log line (/proc, config, logger)', firstLog - exec - (ann?.startupMs?.main ?? NaN)],
     ['agent first log line -> announce', upAnnounce - firstLog],
     ['announce -> first Negotiate answered (host clock)', announceToAnswerMs],
   ];

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { addonFiles, buildStamp, esbuildOptions } from './esbuild-options.mjs';
 import { guestNode } from './guest-node.mjs';
+import { lazyBuiltins } from './lazy-builtins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const flag = (name) => {
@@ -33,10 +34,14 @@ const build = release ? JSON.parse(readFileSync(path.join(release, 'RELEASE.json
 const bundle = path.join(work, 'agent.cjs');
 if (release) copyFileSync(path.join(release, 'agent.cjs'), bundle);
 else {
+  const options = esbuildOptions(build);
   await esbuild.build({
-    ...esbuildOptions(build),
+    ...options,
+    plugins: [...options.plugins, lazyBuiltins(GUEST_NODE)],
     target: 'node22',
     sourcemap: false,
+    minify: true,
+    keepNames: true,
     entryPoints: [path.join(repo, 'src/agent/bin.ts')],
     outfile: bundle,
   });
@@ -50,7 +55,9 @@ writeFileSync(path.join(work, 'sea-config.json'), JSON.stringify({
   main: bundle,
   output: blob,
   disableExperimentalSEAWarning: true,
-  useCodeCache: true,
+  // An archived release carries the host's bundle (dist/agent.cjs: http2 and tls are the real
+  // modules, and before this build it starts the agent as it loads), which no snapshot can hold.
+  ...(release ? { useCodeCache: true } : { useSnapshot: true }),
   assets,
 }, null, 2));
 // The blob must be made by the same node binary it goes into.

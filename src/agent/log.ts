@@ -21,5 +21,5 @@ export function createLogger(level: LogLevel, fd = 2): AgentLog {
   return { log, addDestination: (stream) => out.add({ stream, level }) };
 }
 
-/** A logger that drops everything, for unit tests. */
-export const silentLogger: Logger = pino({ level: 'silent' });
+/** A logger that drops everything, for unit tests. It opens no destination (none of stdout's state at load time). */
+export const silentLogger: Logger = pino({ level: 'silent' }, { write() {} });

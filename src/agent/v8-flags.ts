@@ -1,8 +1,10 @@
 // V8 flags the agent sets on itself, first thing (bin.ts imports this module
-// before any other). The single executable takes no Node options on its
-// command line, and NODE_OPTIONS refuses most V8 flags, so they are set at
-// run time: only flags V8 reads while running can be (heap sizes, for one,
-// are fixed when the isolate is made; --lite-mode set now crashes).
+// before any other, and calls applyV8Flags again in an image started from a
+// startup snapshot: flags are the process's, not the snapshot's). The single
+// executable takes no Node options on its command line, and NODE_OPTIONS
+// refuses most V8 flags, so they are set at run time: only flags V8 reads
+// while running can be (heap sizes, for one, are fixed when the isolate is
+// made; --lite-mode set now crashes).
 //
 // --no-opt: no optimizing compiler (TurboFan). Measured with bench/footprint.ts
 // (Python grpcio, sequential health Checks, 2 cores): p99 2.2 ms -> 0.5-0.6 ms,
@@ -11,4 +13,8 @@
 // computing. AGENT_V8_OPT=1 keeps the optimizing compiler (to measure it).
 import v8 from 'node:v8';
 
-if (process.env.AGENT_V8_OPT !== '1') v8.setFlagsFromString('--no-opt');
+export function applyV8Flags(): void {
+  if (process.env.AGENT_V8_OPT !== '1') v8.setFlagsFromString('--no-opt');
+}
+
+applyV8Flags();

@@ -8,8 +8,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** Where a SEA asset may be written so it can be dlopen'ed; the first writable wins. */
-const EXTRACT_DIRS = ['/run/agent/addons', path.join(os.tmpdir(), `agent-addons-${process.pid}`)];
+/**
+ * Where a SEA asset may be written so it can be dlopen'ed; the first writable wins.
+ * Computed when asked: in a startup snapshot (build/sea.mjs) a value made at load would be the builder's.
+ */
+const extractDirs = () => ['/run/agent/addons', path.join(os.tmpdir(), `agent-addons-${process.pid}`)];
 
 interface SeaModule {
   isSea(): boolean;
@@ -36,7 +39,7 @@ function seaAsset(file: string): string | null {
   // of the next one) uses the same file instead of adding one per start, and a different build
   // gets another name, so a file some image has mapped is never rewritten.
   const name = `${createHash('sha256').update(data).digest('hex').slice(0, 16)}-${file}`;
-  for (const dir of EXTRACT_DIRS) {
+  for (const dir of extractDirs()) {
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const target = path.join(dir, name);

@@ -52,7 +52,7 @@ describe('the saved state of a running agent', () => {
     const announce = agent.logs().find((l) => l.msg === 'announce') as { startupMs?: Record<string, number> } | undefined;
     const s = announce?.startupMs;
     assert.ok(s, 'startupMs in the announce line');
-    const steps = ['config', 'runtime', 'core', 'listening'].map((k) => s[k]!);
+    const steps = ['main', 'config', 'runtime', 'core', 'listening'].map((k) => s[k]!);
     assert.ok(steps.every((v) => typeof v === 'number' && v > 0), JSON.stringify(s));
     assert.deepEqual(steps, [...steps].sort((a, b) => a - b), `in order: ${JSON.stringify(s)}`);
   });

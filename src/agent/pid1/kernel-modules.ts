@@ -14,12 +14,25 @@ export interface ModuleRequest {
 
 const normalize = (name: string) => name.replace(/-/g, '_');
 
+/**
+ * The running kernel's release, asked of the kernel now. Not os.release(): Node's
+ * os module reads uname once, when it loads, and in the single executable that
+ * was when its startup snapshot was built, on the build machine.
+ */
+export function kernelRelease(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/osrelease', 'latin1').trim();
+  } catch {
+    return os.release(); // no /proc: what Node read at load is all there is
+  }
+}
+
 export class KernelModules {
   private deps: Map<string, { file: string; deps: string[] }> | null = null;
 
   constructor(
     private readonly log: Logger,
-    private readonly root = path.join('/lib/modules', os.release()),
+    private readonly root = path.join('/lib/modules', kernelRelease()),
   ) {}
 
   /** Loads each module (and what it depends on) unless already loaded. */
