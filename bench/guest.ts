@@ -91,8 +91,8 @@ async function main(): Promise<void> {
 
 /**
  * Where a boot's time goes, from the console: the initramfs's two lines (the
- * uptime at its start and once the root is mounted), and the agent's first
- * log line and announce (its uptimeMs and startupMs). Host-clock phases say so.
+ * uptime at its start and once the root is mounted), the agent's announce (its
+ * uptimeMs and the steps of startupMs) and its first-boot-work line. Host-clock phases say so.
  */
 function bootPhases(consoleText: string, bannerMs: number, announceToAnswerMs: number): Array<[string, number]> {
   const initAt = Number(/initramfs: started at uptime (\d+\.\d+) s/.exec(consoleText)?.[1]) * 1000;
@@ -100,24 +100,27 @@ function bootPhases(consoleText: string, bannerMs: number, announceToAnswerMs: n
   const json = consoleText.split('\n').flatMap((l) => {
     const i = l.indexOf('{"level"');
     try {
-      return i < 0 ? [] : [JSON.parse(l.slice(i)) as { time: string; msg: string; uptimeMs?: number; startupMs?: { main?: number; listening?: number } }];
+      return i < 0 ? [] : [JSON.parse(l.slice(i)) as { time: string; msg: string; uptimeMs?: number; ms?: number; startupMs?: Record<string, number> }];
     } catch {
       return [];
     }
   });
   const ann = json.find((l) => l.msg === 'announce');
-  const upAnnounce = ann?.uptimeMs ?? NaN;
-  const exec = upAnnounce - (ann?.startupMs?.listening ?? NaN);
-  const firstLog = json[0] && ann ? upAnnounce - (Date.parse(ann.time) - Date.parse(json[0].time)) : NaN;
+  const s = ann?.startupMs ?? {};
+  const at = (k: string) => s[k] ?? NaN;
+  const exec = (ann?.uptimeMs ?? NaN) - at('listening');
   return [
     ['QEMU start -> the initramfs\'s first line (host clock: firmware, kernel, /init)', bannerMs],
     ['kernel start -> /init (initramfs)', initAt],
     ['/init -> root image mounted (modules, virtio-blk)', rootAt - initAt],
     ['root mounted -> agent process start (switch_root, exec)', exec - rootAt],
-    ['agent process start -> its code runs (Node\'s start, the snapshot read)', ann?.startupMs?.main ?? NaN],
-    ['agent code runs -> its first log line (/proc, config, logger)', firstLog - exec - (ann?.startupMs?.main ?? NaN)],
-    ['agent first log line -> announce', upAnnounce - firstLog],
+    ['agent process start -> its code runs (Node\'s start, the snapshot read)', at('main')],
+    ['  -> configuration read (/proc mounted, command line)', at('config') - at('main')],
+    ['  -> runtime ready (policy, logger, mounts, listener modules, loopback)', at('runtime') - at('config')],
+    ['  -> core made', at('core') - at('runtime')],
+    ['  -> listening: announce (http2 loaded, listeners bound)', at('listening') - at('core')],
     ['announce -> first Negotiate answered (host clock)', announceToAnswerMs],
+    ['announce -> first-boot work done (the other modules, after the announce)', json.find((l) => l.msg === 'first-boot work done')?.ms ?? NaN],
   ];
 }
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
@@ -32,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/vm_sockets.h>
+#include <net/if.h>
 
 // An N-API call failed. Usually a JS exception is already pending; if not,
 // throw one so the caller never sees a silent `undefined`.
@@ -48,15 +50,11 @@ static napi_value napi_failed(napi_env env) {
 #define CHECK(call) \
   do { if ((call) != napi_ok) return napi_failed(env); } while (0)
 
-// Throw Error("<syscall> <args>: <strerror>") carrying .code/.errno/.syscall,
+// Error("<syscall> <args>: <strerror>") carrying .code/.errno/.syscall,
 // the same shape as Node's own system errors, so callers can test err.code.
 // .errno is the positive kernel value (== os.constants.errno.X).
-static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *fmt, ...) {
-  char args[4096], msg[4608];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
+static napi_value errno_error(napi_env env, int err, const char *syscall, const char *args) {
+  char msg[4608];
   snprintf(msg, sizeof msg, "%s %s: %s", syscall, args, strerror(err));
   const char *name = strerrorname_np(err);
 
@@ -68,7 +66,18 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
   CHECK(napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v));
   CHECK(napi_set_named_property(env, error, "errno", errno_v));
   CHECK(napi_set_named_property(env, error, "syscall", syscall_v));
-  napi_throw(env, error);
+  return error;
+}
+
+// Throws errno_error's Error; returns NULL for the caller to return.
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *fmt, ...) {
+  char args[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  napi_value error = errno_error(env, err, syscall, args);
+  if (error) napi_throw(env, error);
   return NULL;
 }
 
@@ -404,6 +413,100 @@ static napi_value finit_module(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Sets IFF_UP on a link by name: one ioctl where `ip link set dev X up` is a
+// process (costly under TCG at boot, docs/guest.md). For the loopback the
+// kernel then adds 127.0.0.1/8 and ::1 itself.
+static napi_value link_up(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return napi_failed(env);
+  char *name = get_str(env, argv[0], "name");
+  if (!name) return NULL;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) {
+    napi_throw_type_error(env, NULL, "name must be 1 to 15 bytes");
+    free(name);
+    return NULL;
+  }
+  memcpy(ifr.ifr_name, name, strlen(name));
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw_errno(env, errno, "socket", "AF_INET for %s", name);
+  } else {
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+      throw_errno(env, errno, "SIOCGIFFLAGS", "%s", name);
+    } else if (!(ifr.ifr_flags & IFF_UP)) {
+      ifr.ifr_flags |= IFF_UP;
+      if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) throw_errno(env, errno, "SIOCSIFFLAGS", "%s", name);
+    }
+    close(fd);
+  }
+  free(name);
+  return NULL;
+}
+
+// finit_module on a libuv worker thread: the module's load (reading, relocating,
+// its init) runs beside the event loop, so the agent answers meanwhile.
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *path, *params;
+  int err;
+  const char *syscall;
+} finit_job;
+
+static void finit_execute(napi_env env, void *data) {
+  (void)env;
+  finit_job *job = data;
+  int fd = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job->err = errno, job->syscall = "open";
+    return;
+  }
+  if (syscall(SYS_finit_module, fd, job->params, 0) < 0 && errno != EEXIST) job->err = errno, job->syscall = "finit_module";
+  close(fd);
+}
+
+static void finit_complete(napi_env env, napi_status status, void *data) {
+  finit_job *job = data;
+  napi_value result = NULL;
+  if (status != napi_ok) {
+    napi_value msg;
+    if (napi_create_string_utf8(env, "finit_module: the worker was cancelled", NAPI_AUTO_LENGTH, &msg) == napi_ok) napi_create_error(env, NULL, msg, &result);
+    if (result) napi_reject_deferred(env, job->deferred, result);
+  } else if (job->err) {
+    result = errno_error(env, job->err, job->syscall, job->path);
+    if (result) napi_reject_deferred(env, job->deferred, result);
+  } else {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, job->deferred, result);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job->path), free(job->params), free(job);
+}
+
+static napi_value finit_module_async(napi_env env, napi_callback_info info) {
+  napi_value argv[2], promise, name;
+  if (!get_args(env, info, 2, argv)) return napi_failed(env);
+  finit_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, ENOMEM, "calloc", "finit job");
+  if (!(job->path = get_str(env, argv[0], "path")) || !(job->params = get_str(env, argv[1], "params"))) goto fail;
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "finitModuleAsync", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, finit_execute, finit_complete, job, &job->work) != napi_ok)
+    goto fail_napi;
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    goto fail_napi;
+  }
+  return promise;
+fail_napi:
+  napi_failed(env);
+fail:
+  free(job->path), free(job->params), free(job);
+  return NULL;
+}
+
 static napi_value do_getpid(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value r;
@@ -676,8 +779,8 @@ NAPI_MODULE_INIT() {
 #define FN(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("setChildSubreaper", set_child_subreaper), FN("isChildSubreaper", is_child_subreaper),
     FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("raiseFdLimit", raise_fd_limit), FN("spawn", do_spawn), FN("socketpair", do_socketpair), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
-    FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname),
-    FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module),
+    FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname), FN("linkUp", link_up),
+    FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module), FN("finitModuleAsync", finit_module_async),
     FN("getpid", do_getpid), FN("getppid", do_getppid),
     FN("clockSettime", clock_settime_realtime),
     FN("vsockListen", vsock_listen), FN("vsockConnect", vsock_connect),

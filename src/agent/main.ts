@@ -24,7 +24,7 @@ import { socketFromFd } from '../native/fd-socket';
 import { Network } from './network';
 import { choosePolicy } from './policy/policy';
 import { OciRuntime } from './oci/runtime';
-import { bootGuest, bringUpLoopback, handleInitSignals, KernelModules, powerOff } from './pid1';
+import { bootGuest, bringUpLoopback, finishBoot, handleInitSignals, KernelModules, powerOff, splitBootModules } from './pid1';
 import { Reaper } from './process/reaper';
 import { formatAddress, parseAddress } from './server/address';
 import { RpcMetrics } from './server/rpc-metrics';
@@ -79,7 +79,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   // An exec in place by an earlier image of the agent: its state and descriptors, and no first-boot work.
   const takeover = takeOver(process.env, config.outputBufferBytes, log.child({ module: 'upgrade' }));
   const kernelModules = new KernelModules(log.child({ module: 'kmod' }));
-  if (guestInit && !takeover) bootGuest(log, config.kernelModules, kernelModules);
+  const bootModules = splitBootModules(config.kernelModules, {
+    serial: config.channel !== 'none',
+    vsock: config.serverAddr.some((a) => parseAddress(a).kind === 'vsock'),
+  });
+  const firstBoot = guestInit && !takeover;
+  if (firstBoot) bootGuest(log, bootModules.now, kernelModules);
+  let booted!: () => void;
   if (config.logVport > 0) {
     const host = connectHostLog(config.logVport);
     if (host.stream) logging.addDestination(host.stream);
@@ -113,7 +119,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     log,
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));
-  if (guestInit && !takeover) await bringUpLoopback(network, log);
+  if (guestInit && !takeover) bringUpLoopback(log);
   const callMetrics = new RpcMetrics();
   const requests = new RequestLedger({ onSettled: () => keeper?.changed() });
   let upgrader!: Upgrader;
@@ -137,6 +143,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       upgradeId: takeover?.image.upgradeId ?? '',
       previousVersion: takeover?.from ?? '',
     },
+    booted: new Promise<void>((resolve) => (booted = resolve)),
     upgrade: (upgrader = new Upgrader({
       server: () => agentServer,
       spawner: reaper,
@@ -216,6 +223,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   // At boot the port appears shortly after virtio_console loads: it is looked for without holding up the announce.
   if (servesSerial && !inheritedPort) agentServer.listeners.add({ kind: 'serial', name: config.channel });
+  if (firstBoot) void finishBoot(log, bootModules.later, kernelModules).finally(booted);
+  else booted();
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
     return;

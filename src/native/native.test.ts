@@ -1,8 +1,8 @@
 // Tests of the agent_native addon. Anything that changes process-wide or
 // machine-wide state (subreaper, reaping orphans, mount, hostname) runs in a
 // child node process, inside fresh mount+UTS namespaces where needed, so the
-// test runner and the machine are left untouched. reboot and finitModule are
-// never called. Run: node --import tsx --test src/native/native.test.ts
+// test runner and the machine are left untouched. reboot and finit_module are
+// never called (finitModuleAsync only with a file that does not open). Run: node --import tsx --test src/native/native.test.ts
 // (needs `node build/native/build.mjs` first).
 
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
@@ -242,6 +242,40 @@ test('mount, umount and sethostname in private mount+UTS namespaces', (t) => {
   assert.deepEqual(fs.readdirSync(dir), []);
 });
 
+test('linkUp brings a link up in a private net namespace; the kernel gives the loopback its addresses', (t) => {
+  const prefix = ['unshare', '-n'];
+  const probe = spawnSync(prefix[0]!, [...prefix.slice(1), 'true'], { encoding: 'utf8' });
+  if (probe.status !== 0 && /not permitted|permission denied/i.test(probe.stderr)) {
+    t.skip(`unshare is not permitted here: ${probe.stderr.trim()}`);
+    return;
+  }
+  const r = runChild(
+    `
+    const { execFileSync } = require('node:child_process');
+    const lo = () => JSON.parse(execFileSync('ip', ['-j', 'address', 'show', 'dev', 'lo'], { encoding: 'utf8' }))[0];
+    const err = (f) => { try { f(); } catch (e) { return { type: e.constructor.name, code: e.code, syscall: e.syscall, message: e.message }; } };
+    const before = lo();
+    native.linkUp('lo');
+    native.linkUp('lo'); // already up: nothing to do
+    const after = lo();
+    return {
+      upBefore: before.flags.includes('UP'),
+      upAfter: after.flags.includes('UP'),
+      addresses: after.addr_info.map((a) => a.local + '/' + a.prefixlen).sort(),
+      missing: err(() => native.linkUp('nosuchlink0')),
+      tooLong: err(() => native.linkUp('x'.repeat(16))),
+    };`,
+    { prefix },
+  );
+  assert.deepEqual(r, {
+    upBefore: false,
+    upAfter: true,
+    addresses: ['127.0.0.1/8', '::1/128'],
+    missing: { type: 'Error', code: 'ENODEV', syscall: 'SIOCGIFFLAGS', message: 'SIOCGIFFLAGS nosuchlink0: No such device' },
+    tooLong: { type: 'TypeError', message: 'name must be 1 to 15 bytes' },
+  });
+});
+
 test('loading is lazy and names every path tried when the addon is missing', () => {
   const dir = fs.mkdtempSync(path.join(tmpRoot, 'lazy-'));
   const copy = path.join(dir, 'native.ts');
@@ -297,6 +331,15 @@ test('works bundled by esbuild with the addon next to the bundle', () => {
 // process: the machine's clock must not move. Out-of-range values are refused
 // by the addon (TypeError); the kernel would refuse them too (EINVAL), so even
 // a broken range check changes nothing, it only fails the test.
+test('finitModuleAsync runs on a worker thread and rejects with the errno of what failed, never throwing', async () => {
+  const missing = path.join(tmpRoot, 'no-such-module.ko');
+  const pending = native.finitModuleAsync(missing, '');
+  assert.ok(pending instanceof Promise);
+  await assert.rejects(pending, (err) => assertNativeError(err, 'ENOENT', 'open', missing));
+  assert.throws(() => native.finitModuleAsync('a\0b', ''), { name: 'TypeError', message: 'path must be a string without NUL characters' });
+  assert.throws(() => native.finitModuleAsync(missing, 1 as unknown as string), { name: 'TypeError', message: 'params must be a string without NUL characters' });
+});
+
 test('clockSettime refuses out-of-range values before the syscall', () => {
   for (const [sec, nsec] of [[0, 1_000_000_000], [0, -1], [-1, 0]] as const) {
     assert.throws(() => native.clockSettime(sec, nsec), TypeError, `clockSettime(${sec}, ${nsec})`);

@@ -82,11 +82,15 @@ export interface NativeAddon {
   /** umount2(2). */
   umount(target: string, flags: number): void;
   sethostname(name: string): void;
+  /** Sets IFF_UP on the link `name` (SIOCSIFFLAGS) if it is not up; TypeError unless 1-15 bytes. */
+  linkUp(name: string): void;
   /** sync() then reboot(cmd). Does not return for RB_POWER_OFF/RB_AUTOBOOT/RB_HALT_SYSTEM. */
   reboot(cmd: number): void;
   sync(): void;
   /** finit_module(2) on the .ko at path; already loaded (EEXIST) is success. */
   finitModule(path: string, params: string): void;
+  /** finitModule on a libuv worker thread: settles when the module is loaded (or was). */
+  finitModuleAsync(path: string, params: string): Promise<void>;
   getpid(): number;
   getppid(): number;
   /**
@@ -158,9 +162,11 @@ export const native: NativeAddon = {
   mount: (source, target, fstype, flags, data) => load().mount(source, target, fstype, flags, data),
   umount: (target, flags) => load().umount(target, flags),
   sethostname: (name) => load().sethostname(name),
+  linkUp: (name) => load().linkUp(name),
   reboot: (cmd) => load().reboot(cmd),
   sync: () => load().sync(),
   finitModule: (p, params) => load().finitModule(p, params),
+  finitModuleAsync: (p, params) => load().finitModuleAsync(p, params),
   getpid: () => load().getpid(),
   getppid: () => load().getppid(),
   clockSettime: (sec, nsec) => load().clockSettime(sec, nsec),

@@ -36,6 +36,13 @@ export interface AgentCore {
   upgrade: AgentUpgrade;
   /** This agent image, and the in-place upgrades of this process that led to it (Discovery shows it). */
   image: AgentImage;
+  /**
+   * Settles when the guest's first-boot work is done: the agent answers
+   * before it has loaded the kernel modules its listeners do not need
+   * (pid1/index.ts), and a call that may need them (a mount, a device, an
+   * upgrade that would skip that work) waits for this. Never rejects.
+   */
+  booted: Promise<void>;
 }
 
 export interface AgentImage {

@@ -37,25 +37,45 @@ export class KernelModules {
 
   /** Loads each module (and what it depends on) unless already loaded. */
   load(modules: readonly ModuleRequest[]): void {
-    for (const m of modules) {
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(m.name)) throw invalidArgument(`kernel module name ${excerpt(m.name)} is invalid`);
-      const entry = this.table().get(normalize(m.name));
-      if (!entry) throw notFound(`kernel module ${m.name} is not in ${this.root}/modules.dep`);
-      // modules.dep lists dependencies so that the last must be loaded first.
-      for (const dep of [...entry.deps].reverse()) this.insert(dep, '');
-      this.insert(entry.file, m.parameters.join(' '));
+    for (const step of modules.flatMap((m) => this.steps(m))) {
+      if (this.loaded(step.name)) continue;
+      try {
+        native.finitModule(step.file, step.params);
+      } catch (err) {
+        throw this.failed(step.name, err);
+      }
+      this.log.debug({ kmod: step.name }, 'kernel module loaded');
     }
   }
 
-  private insert(file: string, params: string): void {
-    const name = normalize(path.basename(file).replace(/\.ko(\..*)?$/, ''));
-    if (fs.existsSync(`/sys/module/${name}`)) return;
-    try {
-      native.finitModule(path.join(this.root, file), params);
-    } catch (err) {
-      throw failedPrecondition(`loading kernel module ${name} failed: ${(err as Error).message}`, err);
+  /** As load, with each finit_module on a worker thread: the event loop goes on meanwhile. */
+  async loadOffThread(modules: readonly ModuleRequest[]): Promise<void> {
+    for (const step of modules.flatMap((m) => this.steps(m))) {
+      if (this.loaded(step.name)) continue;
+      try {
+        await native.finitModuleAsync(step.file, step.params);
+      } catch (err) {
+        throw this.failed(step.name, err);
+      }
+      this.log.debug({ kmod: step.name }, 'kernel module loaded');
     }
-    this.log.debug({ kmod: name }, 'kernel module loaded');
+  }
+
+  /** What loading `m` takes, in order: its dependencies (modules.dep lists the last to load first), then itself. */
+  private steps(m: ModuleRequest): Array<{ name: string; file: string; params: string }> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(m.name)) throw invalidArgument(`kernel module name ${excerpt(m.name)} is invalid`);
+    const entry = this.table().get(normalize(m.name));
+    if (!entry) throw notFound(`kernel module ${m.name} is not in ${this.root}/modules.dep`);
+    const step = (file: string, params: string) => ({ name: normalize(path.basename(file).replace(/\.ko(\..*)?$/, '')), file: path.join(this.root, file), params });
+    return [...[...entry.deps].reverse().map((dep) => step(dep, '')), step(entry.file, m.parameters.join(' '))];
+  }
+
+  private loaded(name: string): boolean {
+    return fs.existsSync(`/sys/module/${name}`);
+  }
+
+  private failed(name: string, err: unknown) {
+    return failedPrecondition(`loading kernel module ${name} failed: ${(err as Error).message}`, err);
   }
 
   private table() {

@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { AgentError, type ErrorKind } from '../errors';
 import { silentLogger } from '../log';
-import { RpcBoundary, describePath, toStatus } from './rpc';
+import { ANSWERED_DURING_BOOT, RpcBoundary, describePath, toStatus } from './rpc';
+import { unusablePolicy } from '../policy/policy';
 import { RpcMetrics } from './rpc-metrics';
 import { selectVersion } from './negotiate';
 import { decodeStatusDetails, STATUS_DETAILS_KEY } from '../../status-details';
@@ -58,6 +59,28 @@ describe('RPC boundary', () => {
     assert.match(text, /agent_rpc_calls_total\{version="v1",method="Ok",code="OK"\} 1/);
     assert.match(text, /agent_rpc_calls_total\{version="v1",method="Ok",code="NOT_FOUND"\} 1/);
     assert.match(text, /version="stable",method="Negotiate"/);
+  });
+
+  it('holds a call until the first-boot work is done, except the few that touch no device; a refused call is refused at once', async () => {
+    let done!: () => void;
+    const booted = new Promise<void>((r) => (done = r));
+    const rpc = new RpcBoundary(silentLogger, new RpcMetrics(), unusablePolicy('test', 'broken'), { booted });
+    const open = new RpcBoundary(silentLogger, new RpcMetrics(), undefined, { booted });
+    const ran: string[] = [];
+    const handler = (name: string) => rpc.unary(() => void ran.push(name));
+    const held = invoke(open.unary(() => void ran.push('CreateContainer')), '/agent.v1.AgentService/CreateContainer');
+    const early = await invoke(open.unary(() => (ran.push('Negotiate'), {})), '/agent.Discovery/Negotiate');
+    const details = await invoke(open.unary(() => (ran.push('GetGuestDetails'), {})), '/agent.v2.AgentService/GetGuestDetails');
+    const refused = await invoke(handler('UpdateInterface'), '/agent.v1.AgentService/UpdateInterface');
+    assert.equal(early.err, null);
+    assert.equal(details.err, null);
+    assert.equal(refused.err?.code, grpc.status.PERMISSION_DENIED, 'the policy answers without waiting');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(ran, ['Negotiate', 'GetGuestDetails'], 'CreateContainer waits');
+    done();
+    assert.equal((await held).err, null);
+    assert.deepEqual(ran, ['Negotiate', 'GetGuestDetails', 'CreateContainer']);
+    assert.deepEqual([...ANSWERED_DURING_BOOT].sort(), ['GetGuestDetails', 'GetMetrics', 'Negotiate']);
   });
 
   it('reads version and method from the call path', () => {

@@ -38,6 +38,12 @@ export function describePath(path: string): { version: string; method: string } 
   return { version, method: m[2]! };
 }
 
+/**
+ * The methods answered while the guest's first-boot work goes on (AgentCore.booted):
+ * they read what the agent knows and touch no device. Every other call waits for it.
+ */
+export const ANSWERED_DURING_BOOT: ReadonlySet<string> = new Set(['Negotiate', 'GetGuestDetails', 'GetMetrics']);
+
 export class RpcBoundary {
   constructor(
     private readonly log: Logger,
@@ -45,10 +51,12 @@ export class RpcBoundary {
     /** Which RPCs the operator allows (policy/): checked before any handler runs. */
     private readonly policy: Policy = NO_POLICY,
     /**
-     * Send each failure's machine-readable reason in grpc-status-details-bin
-     * (status-details.ts): protocol v2 does; v1 and Discovery keep plain statuses.
+     * statusDetails: send each failure's machine-readable reason in
+     * grpc-status-details-bin (status-details.ts): protocol v2 does; v1 and
+     * Discovery keep plain statuses. booted: what a call outside
+     * ANSWERED_DURING_BOOT waits for before its handler runs (AgentCore.booted).
      */
-    private readonly options: { statusDetails?: boolean } = {},
+    private readonly options: { statusDetails?: boolean; booted?: Promise<void> } = {},
   ) {}
 
   /** Streams being served, and how to end each one. */
@@ -66,9 +74,14 @@ export class RpcBoundary {
 
   unary<Req, Res>(fn: (req: Req, ctx: RpcContext) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
-      const { ctx, finish, admitted } = this.begin(call, call.request);
+      const { ctx, finish, admitted, ready } = this.begin(call, call.request);
+      // Refused (policy, decoding) at once; admitted, it waits for the first-boot work if it must.
       Promise.resolve()
-        .then(() => fn(admitted(call.request), ctx))
+        .then(() => admitted(call.request))
+        .then(async (req) => {
+          await ready();
+          return fn(req, ctx);
+        })
         .then(
           (res) => {
             finish(null);
@@ -94,7 +107,7 @@ export class RpcBoundary {
     flow: { budget: number; sizeOf: (msg: Res) => number } = { budget: 16, sizeOf: () => 1 },
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
-      const { ctx, finish, admitted, abort: abortStream } = this.begin(call, call.request);
+      const { ctx, finish, admitted, ready, abort: abortStream } = this.begin(call, call.request);
       /** Sent but not yet handed to HTTP/2, in sizeOf's units. */
       let queued = 0;
       let wake: (() => void) | null = null;
@@ -126,7 +139,11 @@ export class RpcBoundary {
       };
       this.streams.add(end);
       Promise.resolve()
-        .then(() => fn(admitted(call.request), ctx, send))
+        .then(() => admitted(call.request))
+        .then(async (req) => {
+          await ready();
+          return fn(req, ctx, send);
+        })
         .then(
           () => {
             if (ended) throw ended;
@@ -150,13 +167,14 @@ export class RpcBoundary {
    */
   clientStream<Req, Res>(fn: (messages: AsyncIterable<Req>, ctx: RpcContext) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
     return (call, callback) => {
-      const { ctx, finish, admitted } = this.begin(call, {});
+      const { ctx, finish, admitted, ready } = this.begin(call, {});
       const incoming = (call as AsyncIterable<Req>)[Symbol.asyncIterator]();
       incoming
         .next()
-        .then((first) => {
+        .then(async (first) => {
           if (first.done) throw invalidArgument('the call sent no message');
           const message = admitted(first.value);
+          await ready();
           return fn((async function* () {
             yield message;
             for (let next = await incoming.next(); !next.done; next = await incoming.next()) yield admitted(next.value);
@@ -226,7 +244,9 @@ export class RpcBoundary {
       checkRpc(this.policy, version, method);
       return decoded(req);
     };
-    return { ctx: { log, signal: controller.signal }, finish, admitted, abort: () => controller.abort() };
+    /** Settles when the handler may run: at once, or once the guest's first-boot work is done. */
+    const ready = (): Promise<void> => (this.options.booted && !ANSWERED_DURING_BOOT.has(method) ? this.options.booted : Promise.resolve());
+    return { ctx: { log, signal: controller.signal }, finish, admitted, ready, abort: () => controller.abort() };
   }
 }
 

@@ -35,8 +35,8 @@ export function createServer(core: AgentCore, metrics: RpcMetrics, log: Logger):
   const limit = core.config.maxMessageBytes;
   // v1 and Discovery answer plain statuses; v2's contract is a machine-readable
   // reason with every failure (google.rpc.Status in grpc-status-details-bin).
-  const rpc = new RpcBoundary(log, metrics, core.policy);
-  const rpcV2 = new RpcBoundary(log, metrics, core.policy, { statusDetails: true });
+  const rpc = new RpcBoundary(log, metrics, core.policy, { booted: core.booted });
+  const rpcV2 = new RpcBoundary(log, metrics, core.policy, { statusDetails: true, booted: core.booted });
   const paths = (s: grpc.ServiceDefinition) => Object.values(s).map((m) => m.path);
   // Calls to our own services are counted for GetMetrics, refused ones too.
   const counted = new Set([DiscoveryService.service, AgentV1Service.service, AgentV2Service.service].flatMap(paths));
