@@ -107,7 +107,18 @@ export class Reaper {
   spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
     // Its exit is learnt on SIGCHLD: a reaper that spawns listens.
     this.start();
-    return spawnChild(command, args, options, (pid) => this.wait(pid));
+    return spawnChild(command, args, options, (pid) => this.waitForNew(pid));
+  }
+
+  /**
+   * wait() for a child spawn() has just started. No status of it can be kept
+   * yet (it is reaped on the event loop, which has not turned), so any kept
+   * for its pid is an earlier process's: dropped without reading its start
+   * time, which would block while the child is still inside execve.
+   */
+  private waitForNew(pid: number): Promise<ProcessExit> {
+    for (const [key, u] of this.unclaimed) if (u.pid === pid) this.unclaimed.delete(key);
+    return this.watch(pid);
   }
 
   /**
@@ -133,6 +144,11 @@ export class Reaper {
     }
     const early = this.claim(pid);
     if (early) return Promise.resolve(early);
+    return this.watch(pid);
+  }
+
+  /** Resolves when `pid` exits (collected on SIGCHLD, or now if it already has). */
+  private watch(pid: number): Promise<ProcessExit> {
     return new Promise<ProcessExit>((resolve, reject) => {
       const list = this.watched.get(pid) ?? [];
       list.push({ resolve, reject });
