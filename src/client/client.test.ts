@@ -61,6 +61,27 @@ describe('AgentClient.connect failure paths', () => {
     }
   });
 
+  it('retries a Negotiate refused with UNAVAILABLE (an agent draining before an exec in place), then connects', async () => {
+    const served = negotiateAs(['v1', 'v2']);
+    let refusals = 2;
+    const agent = await startFakeAgent({
+      discovery: {
+        Negotiate: ((call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+          if (refusals-- > 0) return cb({ code: grpc.status.UNAVAILABLE, details: 'Stream refused by server' });
+          (served.Negotiate as (c: unknown, cb: grpc.sendUnaryData<unknown>) => void)(call, cb);
+        }) as grpc.UntypedHandleCall,
+      },
+    });
+    try {
+      const client = await AgentClient.connect(agent.addr, { connectTimeout: 10, retry: { initialDelayMs: 10 } });
+      assert.equal(client.agent.agent_version, '9.8.7');
+      assert.equal(agent.calls.filter((c) => c.method === 'Negotiate').length, 3, 'two refused, one answered');
+      client.close();
+    } finally {
+      await agent.close();
+    }
+  });
+
   it('ends its socket when the server never answers (a chardev whose guest is not reading: the socket would block the next client)', async () => {
     const sock = path.join(tmp, 'silent.sock');
     const ended: number[] = [];

@@ -865,7 +865,11 @@ async function negotiate(addr: string, clients: Clients, options: ConnectOptions
   let agent: NegotiateResponse__Output;
   let fallback: string | null = null;
   try {
-    agent = await callNegotiate(protocols);
+    // Negotiate only reports, so an UNAVAILABLE one is retried whatever the policy says: an agent
+    // draining before an exec in place (an upgrade, a rollback) refuses new streams for a moment.
+    const retry = { ...DEFAULT_RETRY, ...options.retry };
+    agent = await withRetries({ ...retry, attempts: Math.max(retry.attempts, DEFAULT_RETRY.attempts) }, () => callNegotiate(protocols), (err, n, ms) =>
+      log('warn', `Negotiate failed (${describeError(err)}); retry ${n} in ${ms} ms`, { address: addr }));
   } catch (err) {
     if (grpcCode(err) === grpc.status.FAILED_PRECONDITION) {
       // No common version. Ask again with no versions (it only reports) to name what the agent serves.
