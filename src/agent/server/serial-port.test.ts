@@ -335,6 +335,24 @@ describe('serial sessions on an in-memory port', () => {
     t.close();
   });
 
+  it('a session whose host hung up and whose output the port no longer takes ends at once: the next host never reads its queue', async () => {
+    const { port, fake, t } = setup({ hangupGraceMs: 60_000 });
+    port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));
+    const s1 = collect(fake.sessions[0]!);
+    port.handlers.hangup(); // the host left; within the grace the session is kept
+    port.accepting = false; // and no host is connected: EAGAIN
+    let oldDone = false;
+    fake.sessions[0]!.write(encodeFrame(FrameType.DATA, 0, 1, Buffer.alloc(1000)), () => (oldDone = true));
+    await until('the old session ends', () => s1.ended(), 500);
+    assert.ok(oldDone, 'its write was answered (and dropped)');
+    port.accepting = true; // the next host connects
+    port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));
+    const s2 = fake.sessions[1]!;
+    await write(s2, ping);
+    assert.equal(port.out.toString('hex'), ping.toString('hex'), 'the next host reads only its own session');
+    t.close();
+  });
+
   it('pauses the port while a session does not read, and resumes when it does', async () => {
     const { port, fake, t } = setup();
     port.handlers.data(Buffer.concat([CLIENT_PREFACE, settings]));

@@ -528,6 +528,12 @@ class SerialMux {
           e.cb();
         } else if (n > 0) {
           e.buf = e.buf.subarray(n);
+        } else if (this.hangupSince !== 0) {
+          // A hangup is pending and the port takes nothing: no host is connected, and what is
+          // queued is for the one that left. Kept, it would be the first thing the next host
+          // connection reads, ahead of that session's own server preface (seen under load).
+          this.endSession(e.session, 'host disconnected (the port takes no output)');
+          this.tracker.reset();
         } else {
           this.stats.writeBlocked++;
           this.scheduleRetry();
