@@ -85,7 +85,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
   const firstBoot = guestInit && !takeover;
   if (firstBoot) bootGuest(log, bootModules.now, kernelModules);
-  let booted!: () => void;
+  /** Settles core.booted: once the first-boot work after the announce is done (at once without any). */
+  let markBooted!: () => void;
   if (config.logVport > 0) {
     const host = connectHostLog(config.logVport);
     if (host.stream) logging.addDestination(host.stream);
@@ -119,7 +120,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     log,
   );
   const network = new Network({}, reaper, log.child({ module: 'network' }));
-  if (guestInit && !takeover) bringUpLoopback(log);
+  if (firstBoot) bringUpLoopback(log);
   const callMetrics = new RpcMetrics();
   const requests = new RequestLedger({ onSettled: () => keeper?.changed() });
   let upgrader!: Upgrader;
@@ -143,7 +144,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       upgradeId: takeover?.image.upgradeId ?? '',
       previousVersion: takeover?.from ?? '',
     },
-    booted: new Promise<void>((resolve) => (booted = resolve)),
+    booted: new Promise<void>((resolve) => (markBooted = resolve)),
     upgrade: (upgrader = new Upgrader({
       server: () => agentServer,
       spawner: reaper,
@@ -223,8 +224,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   // At boot the port appears shortly after virtio_console loads: it is looked for without holding up the announce.
   if (servesSerial && !inheritedPort) agentServer.listeners.add({ kind: 'serial', name: config.channel });
-  if (firstBoot) void finishBoot(log, bootModules.later, kernelModules).finally(booted);
-  else booted();
+  if (firstBoot) void finishBoot(log, bootModules.later, kernelModules).finally(markBooted);
+  else markBooted();
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
     return;
