@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { sourceFiles } from './helpers/source-files';
 
 const REPO = path.resolve(__dirname, '..');
 const SRC = path.join(REPO, 'src');
@@ -23,14 +24,6 @@ interface Import {
   line: number;
   /** Repo-relative path the specifier resolves to (without extension), or the package name. */
   target: string;
-}
-
-function sourceFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'generated' ? [] : sourceFiles(full);
-    return e.name.endsWith('.ts') ? [full] : [];
-  });
 }
 
 /** Every static and dynamic import, re-export and require of a file. */

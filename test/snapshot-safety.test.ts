@@ -12,16 +12,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { sourceFiles } from './helpers/source-files';
 
 const REPO = path.resolve(__dirname, '..');
 
-function sourceFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'generated' ? [] : sourceFiles(full);
-    return /(?<!\.test|\.testing)\.ts$/.test(e.name) ? [full] : [];
-  });
-}
+/** The code the agent's bundle may carry (tests left out). */
+const bundled = () => ['src/agent', 'src/native', 'src/client', 'src/handlers'].flatMap((d) => sourceFiles(path.join(REPO, d), { tests: false }));
 
 const PROCESS_FACTS = /process\.(pid|ppid|argv|env|hrtime|uptime|cwd)\b|os\.(tmpdir|hostname|homedir)\(|Date\.now\(|new Date\(|performance\.now\(|random(UUID|Bytes|Int)\(|getRandomValues\(|Math\.random\(/;
 const UNAME_AT_LOAD = /\bos\.(release|type|version|machine)\(\)/;
@@ -36,7 +32,7 @@ function topLevelStatements(text: string): { line: number; text: string }[] {
 }
 
 test('no module reads the process or draws randomness when it loads', () => {
-  const found = ['src/agent', 'src/native', 'src/client', 'src/handlers'].flatMap((d) => sourceFiles(path.join(REPO, d)))
+  const found = bundled()
     .concat(path.join(REPO, 'src/protocol.ts'))
     .flatMap((file) => topLevelStatements(fs.readFileSync(file, 'utf8'))
       .filter((s) => PROCESS_FACTS.test(s.text))
@@ -50,7 +46,7 @@ test('the guard sees a top-level read of the process, and not one inside a funct
 });
 
 test("nothing asks Node's os module for the uname it read at load", () => {
-  const found = ['src/agent', 'src/native', 'src/client', 'src/handlers'].flatMap((d) => sourceFiles(path.join(REPO, d)))
+  const found = bundled()
     .flatMap((file) => fs.readFileSync(file, 'utf8').split('\n').map((l, i) => ({ file, line: i + 1, text: l })))
     .filter((l) => UNAME_AT_LOAD.test(l.text) && !/^\s*(\*|\/\/)/.test(l.text) && !/what Node read at load is all there is/.test(l.text))
     .map((l) => `${path.relative(REPO, l.file)}:${l.line}: ${l.text.trim()}`);

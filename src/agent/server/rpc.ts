@@ -57,7 +57,13 @@ export class RpcBoundary {
      * ANSWERED_DURING_BOOT waits for before its handler runs (AgentCore.booted).
      */
     private readonly options: { statusDetails?: boolean; booted?: Promise<void> } = {},
-  ) {}
+  ) {
+    this.booting = options.booted;
+    void options.booted?.then(() => (this.booting = undefined));
+  }
+
+  /** The first-boot work still going on, if any; once it is done calls no longer wait on anything. */
+  private booting: Promise<void> | undefined;
 
   /** Streams being served, and how to end each one. */
   private readonly streams = new Set<(reason: AgentError) => void>();
@@ -74,14 +80,11 @@ export class RpcBoundary {
 
   unary<Req, Res>(fn: (req: Req, ctx: RpcContext) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
-      const { ctx, finish, admitted, ready } = this.begin(call, call.request);
+      const { ctx, finish, admitted, whenReady } = this.begin(call, call.request);
       // Refused (policy, decoding) at once; admitted, it waits for the first-boot work if it must.
       Promise.resolve()
         .then(() => admitted(call.request))
-        .then(async (req) => {
-          await ready();
-          return fn(req, ctx);
-        })
+        .then((req) => whenReady(() => fn(req, ctx)))
         .then(
           (res) => {
             finish(null);
@@ -107,7 +110,7 @@ export class RpcBoundary {
     flow: { budget: number; sizeOf: (msg: Res) => number } = { budget: 16, sizeOf: () => 1 },
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
-      const { ctx, finish, admitted, ready, abort: abortStream } = this.begin(call, call.request);
+      const { ctx, finish, admitted, whenReady, abort: abortStream } = this.begin(call, call.request);
       /** Sent but not yet handed to HTTP/2, in sizeOf's units. */
       let queued = 0;
       let wake: (() => void) | null = null;
@@ -140,10 +143,7 @@ export class RpcBoundary {
       this.streams.add(end);
       Promise.resolve()
         .then(() => admitted(call.request))
-        .then(async (req) => {
-          await ready();
-          return fn(req, ctx, send);
-        })
+        .then((req) => whenReady(() => fn(req, ctx, send)))
         .then(
           () => {
             if (ended) throw ended;
@@ -167,18 +167,17 @@ export class RpcBoundary {
    */
   clientStream<Req, Res>(fn: (messages: AsyncIterable<Req>, ctx: RpcContext) => Promise<Res>): grpc.handleClientStreamingCall<Req, Res> {
     return (call, callback) => {
-      const { ctx, finish, admitted, ready } = this.begin(call, {});
+      const { ctx, finish, admitted, whenReady } = this.begin(call, {});
       const incoming = (call as AsyncIterable<Req>)[Symbol.asyncIterator]();
       incoming
         .next()
-        .then(async (first) => {
+        .then((first) => {
           if (first.done) throw invalidArgument('the call sent no message');
           const message = admitted(first.value);
-          await ready();
-          return fn((async function* () {
+          return whenReady(() => fn((async function* () {
             yield message;
             for (let next = await incoming.next(); !next.done; next = await incoming.next()) yield admitted(next.value);
-          })(), ctx);
+          })(), ctx));
         })
         .then(
           (res) => {
@@ -244,9 +243,9 @@ export class RpcBoundary {
       checkRpc(this.policy, version, method);
       return decoded(req);
     };
-    /** Settles when the handler may run: at once, or once the guest's first-boot work is done. */
-    const ready = (): Promise<void> => (this.options.booted && !ANSWERED_DURING_BOOT.has(method) ? this.options.booted : Promise.resolve());
-    return { ctx: { log, signal: controller.signal }, finish, admitted, ready, abort: () => controller.abort() };
+    /** Runs the handler now, or once the guest's first-boot work is done if the call must wait for it. */
+    const whenReady = <T>(run: () => T | Promise<T>): T | Promise<T> => (this.booting && !ANSWERED_DURING_BOOT.has(method) ? this.booting.then(run) : run());
+    return { ctx: { log, signal: controller.signal }, finish, admitted, whenReady, abort: () => controller.abort() };
   }
 }
 
