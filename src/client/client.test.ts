@@ -61,6 +61,25 @@ describe('AgentClient.connect failure paths', () => {
     }
   });
 
+  it('retries the v2 probe refused with UNAVAILABLE too, then connects', async () => {
+    let refusals = 2;
+    const agent = await startFakeAgent({
+      discovery: negotiateAs(['v1', 'v2']),
+      v2: {
+        ListContainers: ((_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+          refusals-- > 0 ? cb({ code: grpc.status.UNAVAILABLE, details: 'Stream refused by server' }) : cb(null, { containers: [] })) as grpc.UntypedHandleCall,
+      },
+    });
+    try {
+      const client = await AgentClient.connect(agent.addr, { connectTimeout: 10, retry: { initialDelayMs: 10 } });
+      assert.equal(client.protocol, 'v2');
+      assert.equal(agent.calls.filter((c) => c.method === 'ListContainers').length, 3, 'two refused, one answered');
+      client.close();
+    } finally {
+      await agent.close();
+    }
+  });
+
   it('retries a Negotiate refused with UNAVAILABLE (an agent draining before an exec in place), then connects', async () => {
     const served = negotiateAs(['v1', 'v2']);
     let refusals = 2;

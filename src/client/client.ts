@@ -862,14 +862,17 @@ async function negotiate(addr: string, clients: Clients, options: ConnectOptions
     // With a deadline: an agent that accepted the connection but never answers must fail the connect, not hang it.
     unary<NegotiateResponse__Output>(clients.discovery, 'Negotiate', { client_name: clientName, client_version: CLIENT_VERSION, protocol_versions: versions }, { deadline: probeDeadline() });
 
+  // The connect's calls only read, so an UNAVAILABLE one is retried whatever the policy says: an
+  // agent draining before an exec in place (an upgrade, a rollback) refuses new streams for a moment.
+  const policy = { ...DEFAULT_RETRY, ...options.retry };
+  const reading = <T>(method: string, call: () => Promise<T>) =>
+    withRetries({ ...policy, attempts: Math.max(policy.attempts, DEFAULT_RETRY.attempts) }, call, (err, n, ms) =>
+      log('warn', `${method} failed (${describeError(err)}); retry ${n} in ${ms} ms`, { address: addr }));
+
   let agent: NegotiateResponse__Output;
   let fallback: string | null = null;
   try {
-    // Negotiate only reports, so an UNAVAILABLE one is retried whatever the policy says: an agent
-    // draining before an exec in place (an upgrade, a rollback) refuses new streams for a moment.
-    const retry = { ...DEFAULT_RETRY, ...options.retry };
-    agent = await withRetries({ ...retry, attempts: Math.max(retry.attempts, DEFAULT_RETRY.attempts) }, () => callNegotiate(protocols), (err, n, ms) =>
-      log('warn', `Negotiate failed (${describeError(err)}); retry ${n} in ${ms} ms`, { address: addr }));
+    agent = await reading('Negotiate', () => callNegotiate(protocols));
   } catch (err) {
     if (grpcCode(err) === grpc.status.FAILED_PRECONDITION) {
       // No common version. Ask again with no versions (it only reports) to name what the agent serves.
@@ -909,7 +912,7 @@ async function negotiate(addr: string, clients: Clients, options: ConnectOptions
   let version = selected as ProtocolVersion;
   if (version === 'v2') {
     try {
-      await unary(clients.v2Client, 'ListContainers', {}, { deadline: probeDeadline() });
+      await reading('ListContainers', () => unary(clients.v2Client, 'ListContainers', {}, { deadline: probeDeadline() }));
     } catch (err) {
       // Only an absent service is a reason to fall back. Any other status
       // (PERMISSION_DENIED, say) is the service answering; UNAVAILABLE is a failure to connect.
