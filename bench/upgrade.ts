@@ -15,12 +15,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import os from 'node:os';
-import { GUEST_DIR, SHARE_TAG, startVm } from '../build/vm';
+import { GUEST_DIR } from '../build/vm';
 import { AgentClient } from '../src/client/client';
 import { AGENT_BUNDLE, startAgent } from '../test/helpers/agent-process';
-import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
+import { startBenchGuest } from './guest-vm';
 import { printTable } from './stdout';
 
 const flag = (name: string, fallback: number) => {
@@ -98,32 +97,17 @@ async function onHost(): Promise<Subject> {
 }
 
 async function inGuest(): Promise<Subject> {
-  const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-upgrade-'));
-  makeBusyboxRootfs(path.join(shared, 'busybox'));
-  fs.copyFileSync(path.join(GUEST_DIR, 'agent'), path.join(shared, 'agent-next'));
-  fs.chmodSync(path.join(shared, 'agent-next'), 0o755);
-  const vm = await startVm({ sharedDir: shared, kernelArgs: ['agent.policy=/etc/agent/policy-allow-all.json'], onAccel: () => {} });
-  await vm.waitForConsole(/"msg":"announce"/, 120_000);
-  const c = await AgentClient.connect(vm.agentAddr, { connectTimeout: 60, protocols: ['v2'] });
-  await c.createSandbox({ hostname: 'bench', storages: [{ driver: '9p', source: SHARE_TAG, fstype: '9p', mountPoint: '/run/kata-containers/shared/containers' }] });
-  c.close();
-  const logs = () => vm.console().split('\n').flatMap((l) => {
-    const i = l.indexOf('{"level"');
-    if (i < 0) return [];
-    try {
-      return [JSON.parse(l.slice(i)) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
+  const guest = await startBenchGuest('upgrade', {
+    prepare: (shared) => {
+      fs.copyFileSync(path.join(GUEST_DIR, 'agent'), path.join(shared, 'agent-next'));
+      fs.chmodSync(path.join(shared, 'agent-next'), 0o755);
+    },
   });
   return {
-    addr: vm.agentAddr,
-    target: { binary_path: 'agent-next', sha256: sha256(path.join(shared, 'agent-next')) },
-    logs,
-    stop: async () => {
-      await vm.stop();
-      fs.rmSync(shared, { recursive: true, force: true });
-    },
+    addr: guest.addr,
+    target: { binary_path: 'agent-next', sha256: sha256(path.join(guest.shared, 'agent-next')) },
+    logs: guest.logs,
+    stop: guest.stop,
   };
 }
 

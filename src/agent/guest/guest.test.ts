@@ -156,6 +156,8 @@ describe('GetMetrics (core)', () => {
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
     assert.ok(value('agent_process_resident_memory_bytes') > 1e6);
     assert.ok(value('agent_process_open_fds') > 2);
+    const anon = value('agent_process_resident_anon_bytes');
+    assert.ok(anon > 1e6 && anon < value('agent_process_resident_memory_bytes'), `RssAnon ${anon}`);
     assert.ok(value('agent_process_uptime_seconds') > 0);
     const memTotal = Number(/^MemTotal:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
     assert.equal(value('guest_memory_total_bytes'), memTotal);

@@ -26,6 +26,9 @@ export async function renderMetrics(src: MetricsSources): Promise<string> {
 
   const mem = process.memoryUsage();
   out.gauge('agent_process_resident_memory_bytes', 'Resident set size of the agent process.', mem.rss);
+  // The part of the RSS that is the agent's own (heap, stacks, buffers): the rest is its executable's file pages.
+  const anon = await residentAnonBytes(proc);
+  if (anon !== null) out.gauge('agent_process_resident_anon_bytes', 'Anonymous resident memory of the agent process (RssAnon).', anon);
   out.gauge('agent_process_heap_used_bytes', 'V8 heap in use by the agent.', mem.heapUsed);
   out.gauge('agent_process_heap_total_bytes', 'V8 heap reserved by the agent.', mem.heapTotal);
   out.gauge('agent_process_uptime_seconds', 'Seconds since the agent process started.', round(process.uptime()));
@@ -94,6 +97,12 @@ async function openFds(proc: string): Promise<number | null> {
   } catch {
     return null;
   }
+}
+
+async function residentAnonBytes(proc: string): Promise<number | null> {
+  const status = await fs.readFile(path.join(proc, 'self', 'status'), 'utf8').catch(() => '');
+  const kb = /^RssAnon:\s+(\d+) kB$/m.exec(status);
+  return kb ? Number(kb[1]) * 1024 : null;
 }
 
 /** /proc/meminfo values in bytes ("MemTotal:  16384 kB"). */
