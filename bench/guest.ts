@@ -19,6 +19,8 @@ const BOOTS = 3;
 const KERNEL_ARGS = process.argv.flatMap((a, i) => (a === '--kernel-arg' ? [process.argv[i + 1]!] : []));
 const LIFECYCLES = 5;
 const EXECS = 10;
+/** The VMs' memory (QEMU -m), as the tests boot them. */
+const GUEST_MEMORY_MIB = 1024;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mib = (bytes: number) => (bytes / 1048576).toFixed(1);
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
   try {
     for (let i = 0; i < BOOTS; i++) {
       const t0 = Date.now();
-      const vm = await startVm({ sharedDir: shared, kernelArgs: KERNEL_ARGS });
+      const vm = await startVm({ sharedDir: shared, kernelArgs: KERNEL_ARGS, memoryMiB: GUEST_MEMORY_MIB });
       try {
         // The console is polled for the host time the initramfs's first line shows (the kernel is quiet).
         let bannerAt = 0;
@@ -209,6 +211,7 @@ async function measureRunningGuest(client: AgentClient): Promise<void> {
     execs.push(performance.now() - t0);
   }
   timing('ExecProcess+WaitProcess of `true`', execs);
+  await guestMemoryBreakdown(client);
   const unary: number[] = [];
   for (let i = 0; i < 200; i++) {
     const t0 = performance.now();
@@ -219,6 +222,33 @@ async function measureRunningGuest(client: AgentClient): Promise<void> {
   const busy = (await client.v1('GetMetrics', {})).metrics;
   value('agent RSS in the guest after these calls', mib(metric(busy, 'agent_process_resident_memory_bytes')), 'MiB');
   await client.v1('RemoveContainer', { container_id: 'box' });
+}
+
+/**
+ * Where the guest's memory in use goes, from its /proc/meminfo (a container
+ * sees the guest kernel's own: there is no lxcfs here), read by an exec of
+ * `cat` in the running container, after the execs above.
+ */
+async function guestMemoryBreakdown(client: AgentClient): Promise<void> {
+  await client.exec({ containerId: 'box', execId: 'meminfo', process: { args: ['cat', '/proc/meminfo'], cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 }, terminal: false } });
+  let text = '';
+  for await (const c of client.readOutput({ containerId: 'box', execId: 'meminfo' })) text += c.data.toString();
+  await client.wait({ containerId: 'box', execId: 'meminfo' });
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+  const inUse = kb('MemTotal') - kb('MemAvailable');
+  value('guest memory in use, later (total - available)', mib(inUse), 'MiB', 'after the lifecycles and execs; its parts below');
+  const parts: Array<[string, number, string]> = [
+    ['  RAM the kernel keeps (QEMU -m minus MemTotal)', GUEST_MEMORY_MIB * 1048576 - kb('MemTotal'), 'kernel image, memmap, early reservations'],
+    ['  anonymous memory (AnonPages)', kb('AnonPages'), 'the agent\'s heap, the container\'s processes'],
+    ['  shared memory and tmpfs (Shmem)', kb('Shmem'), 'files in tmpfs mounts'],
+    ['  kernel slab, unreclaimable (SUnreclaim)', kb('SUnreclaim'), ''],
+    ['  kernel slab, reclaimable (SReclaimable)', kb('SReclaimable'), 'counted available'],
+    ['  kernel stacks, page tables, per-cpu', kb('KernelStack') + kb('PageTables') + kb('Percpu'), ''],
+    ['  vmalloc (VmallocUsed)', kb('VmallocUsed'), 'module text among it'],
+    ['  page cache (Cached)', kb('Cached'), 'root image and executable; mostly counted available'],
+    ['  free (MemFree)', kb('MemFree'), ''],
+  ];
+  for (const [measure, bytes, notes] of parts) value(measure, mib(bytes), 'MiB', notes);
 }
 
 void main();

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -736,6 +737,16 @@ static napi_value first_exited(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// trimMemory() -> whether malloc_trim(0) gave any memory back to the kernel.
+// glibc keeps what a burst of work freed (per-thread arenas, holes below the
+// top of the heap) resident until asked; V8's heap is not malloc's.
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  CHECK(napi_get_boolean(env, malloc_trim(0) == 1, &out));
+  return out;
+}
+
 // Raises RLIMIT_NOFILE (soft and hard) to at least `want`, as far as the
 // process may (root may raise the hard limit up to fs.nr_open); returns the
 // limits in force afterwards as [soft, hard].
@@ -778,7 +789,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor fns[] = {
 #define FN(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
     FN("setChildSubreaper", set_child_subreaper), FN("isChildSubreaper", is_child_subreaper),
-    FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("raiseFdLimit", raise_fd_limit), FN("spawn", do_spawn), FN("socketpair", do_socketpair), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
+    FN("waitpid", do_waitpid), FN("firstExited", first_exited), FN("raiseFdLimit", raise_fd_limit), FN("trimMemory", trim_memory), FN("spawn", do_spawn), FN("socketpair", do_socketpair), FN("getCloexec", get_cloexec), FN("clearCloexec", clear_cloexec), FN("setCloexec", set_cloexec),
     FN("mount", do_mount), FN("umount", do_umount), FN("sethostname", do_sethostname), FN("linkUp", link_up),
     FN("reboot", do_reboot), FN("sync", do_sync), FN("finitModule", finit_module), FN("finitModuleAsync", finit_module_async),
     FN("getpid", do_getpid), FN("getppid", do_getppid),

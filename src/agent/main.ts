@@ -25,6 +25,7 @@ import { Network } from './network';
 import { choosePolicy } from './policy/policy';
 import { OciRuntime } from './oci/runtime';
 import { bootGuest, bringUpLoopback, finishBoot, handleInitSignals, KernelModules, powerOff, splitBootModules } from './pid1';
+import { startMemoryTrim } from './memory-trim';
 import { Reaper } from './process/reaper';
 import { formatAddress, parseAddress } from './server/address';
 import { RpcMetrics } from './server/rpc-metrics';
@@ -226,6 +227,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (servesSerial && !inheritedPort) agentServer.listeners.add({ kind: 'serial', name: config.channel });
   if (firstBoot) void finishBoot(log, bootModules.later, kernelModules).finally(markBooted);
   else markBooted();
+  startMemoryTrim(log);
   if (guestInit) {
     handleInitSignals(log, () => sandbox.destroy().catch((err: unknown) => log.error({ err }, 'cleanup before power-off failed')));
     return;

@@ -64,6 +64,8 @@ export interface NativeAddon {
   firstExited(): number;
   /** Raises RLIMIT_NOFILE to at least `limit` as far as allowed; the [soft, hard] limits after (-1: unlimited). */
   raiseFdLimit(limit: number): [number, number];
+  /** malloc_trim(0): gives memory malloc holds free back to the kernel; whether any was. */
+  trimMemory(): boolean;
   /**
    * posix_spawnp(file, argv, env) in `cwd` ('' for ours) with stdio[i] as its
    * fd i (-1: /dev/null for 0-2, none above; at most 64), signals at their
@@ -154,6 +156,7 @@ export const native: NativeAddon = {
   waitpid: (pid) => load().waitpid(pid),
   firstExited: () => load().firstExited(),
   raiseFdLimit: (limit) => load().raiseFdLimit(limit),
+  trimMemory: () => load().trimMemory(),
   spawn: (file, argv, env, cwd, stdio) => load().spawn(file, argv, env, cwd, stdio),
   socketpair: () => load().socketpair(),
   getCloexec: (fd) => load().getCloexec(fd),

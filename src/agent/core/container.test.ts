@@ -113,6 +113,24 @@ describe('Container (fake runtime, real processes)', () => {
     assert.equal(runtime.calls.at(-1)?.method, 'delete');
   });
 
+  it('a removal that times out says what it still waited for; the next one goes on from there', async () => {
+    const { runtime, deps, bundle, id } = setup();
+    const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);
+    await c.start();
+    const held = deferred();
+    runtime.onCall = (call) => (call.method === 'exec' && call.execId === 'slow' ? held.promise : undefined);
+    const slow = c.exec('slow', proc(['sleep', '30'])).catch(() => {});
+    await new Promise((r) => setTimeout(r, 20));
+    await assert.rejects(c.remove(0.1),
+      isKind('failed-precondition', new RegExp(`removing container ${id}: the runtime had not yet started 1 of its execs after 0.1 s; RemoveContainer again goes on`)));
+    assert.ok(alive(c.init.pid!), 'nothing was killed before the execs under way had started');
+    held.resolve();
+    await slow;
+    await c.remove(5);
+    assert.equal(alive(c.init.pid!), false);
+    assert.equal(runtime.calls.at(-1)?.method, 'delete');
+  });
+
   it('concurrent removes share one removal', async () => {
     const { runtime, deps, bundle, id } = setup();
     const c = await Container.create(id, id, bundle, spec(['sleep', '30']), false, deps);

@@ -264,7 +264,7 @@ export class Container {
     const proc = this.process(execId);
     const exited = proc.exited();
     if (!exited) throw failedPrecondition(`process ${proc.execId} in container ${this.id} was never started`);
-    return abortable(exited, signal, `wait for ${proc.execId} in container ${this.id}`);
+    return abortable(exited, signal, () => failedPrecondition(`wait for ${proc.execId} in container ${this.id} was cancelled or timed out`));
   }
 
   /**
@@ -427,11 +427,15 @@ export class Container {
   private async removeOnce(timeoutSeconds: number): Promise<void> {
     const deadline = AbortSignal.timeout(timeoutSeconds * 1000);
     // Each of these sees `removing` once its runtime call returns and kills what it started.
-    await abortable(Promise.allSettled([...this.launching]), deadline, `start of the execs under way in container ${this.id}`);
+    const timedOut = (what: string) => () =>
+      failedPrecondition(`removing container ${this.id}: ${what} after ${timeoutSeconds} s; RemoveContainer again goes on from there, or give it a longer timeout`);
+    await abortable(Promise.allSettled([...this.launching]), deadline,
+      timedOut(`the runtime had not yet started ${this.launching.size} of its execs`));
     const running = [this.init, ...this.execs.values()].filter((p) => p.isRunning);
     for (const p of running) process.kill(p.pid!, 'SIGKILL');
     const exits = running.map((p) => p.exited()!);
-    await abortable(Promise.all(exits), deadline, `stop of container ${this.id}`);
+    await abortable(Promise.all(exits), deadline,
+      timedOut(`${running.filter((p) => p.isRunning).length} of the ${running.length} processes it killed had not exited yet`));
     await this.deps.runtime.delete(this.id).catch((err: unknown) => {
       // The runtime has no such container (its state was lost, or it never got that far):
       // there is nothing left to delete, and refusing would leave the container listed for ever.
@@ -493,10 +497,11 @@ export class Container {
   }
 }
 
-async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+/** The promise, or `refusal()` once the signal aborts (whatever was still to come is told at that moment). */
+async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, refusal: () => AgentError): Promise<T> {
   if (!signal) return promise;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(failedPrecondition(`${what} was cancelled or timed out`));
+    const onAbort = () => reject(refusal());
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
