@@ -8,7 +8,7 @@
 // python3-grpcio), sequential Checks on the unix socket. Prints tables;
 // asserts nothing.
 //   npm run bench:footprint          (builds the bundle; the single executable needs npm run build:image)
-//   node --import tsx bench/footprint.ts [--runs N] [--calls N] [--settle S] [--other 'NAME=COMMAND ARGS...']
+//   node --import tsx bench/footprint.ts [--runs N] [--calls N] [--settle S] [--only REGEX] [--other 'NAME=COMMAND ARGS...']
 // In --other's command, {sock} is the unix socket to serve on and {dir} a
 // scratch directory, e.g. --other 'kata-agent=/usr/bin/kata-agent --addr unix://{sock}'.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -72,7 +72,8 @@ function subjects(): Subject[] {
     list.push({ name: `floor: node -e 0, ${label}`, serves: false, command: () => [node, '-e', '0'] });
     list.push({ name: `floor: require('@grpc/grpc-js'), ${label}`, serves: false, command: () => [node, '-e', `require(${JSON.stringify(grpcJs)})`] });
   }
-  return list;
+  const only = arg('only');
+  return only ? list.filter((x) => new RegExp(only).test(x.name)) : list;
 }
 
 /** VmRSS and RssAnon of a process, MB (10^6 bytes, as the issue's table). */
