@@ -10,7 +10,10 @@
 // (Python grpcio, sequential health Checks, 2 cores): p99 2.2 ms -> 0.5-0.6 ms,
 // p50 285 -> 340 µs. The p99 came from optimizing compiles competing for the
 // cores with the call being answered; an agent spends its time waiting, not
-// computing. AGENT_V8_OPT=1 keeps the optimizing compiler (to measure it).
+// computing. A bare grpc-js server under --no-opt has the same p50 (421 vs
+// 400 µs); Maglev, --always-sparkplug and a single-threaded GC were measured
+// and did not pay (docs/machine-facts.md, "Node and grpc-js footprint").
+// AGENT_V8_OPT=1 keeps the optimizing compiler (to measure it).
 import v8 from 'node:v8';
 
 export function applyV8Flags(): void {
