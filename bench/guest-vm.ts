@@ -18,12 +18,12 @@ export interface BenchGuest {
   stop(): Promise<void>;
 }
 
-export async function startBenchGuest(name: string, options: Pick<VmOptions, 'memoryMiB' | 'cpus'> & { prepare?: (shared: string) => void } = {}): Promise<BenchGuest> {
+export async function startBenchGuest(name: string, options: Pick<VmOptions, 'memoryMiB' | 'cpus'> & { kernelArgs?: string[]; prepare?: (shared: string) => void } = {}): Promise<BenchGuest> {
   const shared = fs.mkdtempSync(path.join(os.tmpdir(), `bench-${name}-`));
   makeBusyboxRootfs(path.join(shared, 'busybox'));
   options.prepare?.(shared);
   const vm = await startVm({
-    sharedDir: shared, kernelArgs: ['agent.policy=/etc/agent/policy-allow-all.json'], onAccel: () => {},
+    sharedDir: shared, kernelArgs: ['agent.policy=/etc/agent/policy-allow-all.json', ...(options.kernelArgs ?? [])], onAccel: () => {},
     ...(options.memoryMiB ? { memoryMiB: options.memoryMiB } : {}), ...(options.cpus ? { cpus: options.cpus } : {}),
   });
   try {
