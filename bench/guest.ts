@@ -248,6 +248,9 @@ async function guestMemoryBreakdown(client: AgentClient): Promise<void> {
     ['  page cache (Cached)', kb('Cached'), 'root image and executable; mostly counted available'],
     ['  free (MemFree)', kb('MemFree'), ''],
   ];
+  const counted = kb('AnonPages') + kb('Shmem') + kb('SUnreclaim') + kb('KernelStack') + kb('PageTables') + kb('Percpu') + kb('VmallocUsed');
+  parts.splice(7, 0, ['  the rest of in use: free memory the kernel keeps in reserve, mostly', inUse - counted,
+    'watermarks (vm.min_free_kbytes); half the page cache up to the low one']);
   for (const [measure, bytes, notes] of parts) value(measure, mib(bytes), 'MiB', notes);
 }
 
