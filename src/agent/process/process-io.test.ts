@@ -34,8 +34,8 @@ async function waitForOutput(io: ProcessIO, text: string): Promise<void> {
   let seen = '';
   while (!seen.includes(text)) {
     const c = await io.stdout.readAs('test', 'next', 1024, { signal: AbortSignal.timeout(5000) });
-    if (c.eof) throw new Error(`output ended before ${JSON.stringify(text)}: ${JSON.stringify(seen)}`);
     seen += c.data.toString();
+    if (c.eof && !seen.includes(text)) throw new Error(`output ended before ${JSON.stringify(text)}: ${JSON.stringify(seen)}`);
   }
 }
 
@@ -89,6 +89,25 @@ describe('ProcessIO stdin with offsets (pipes)', () => {
     assert.equal(await second, big.length + 3);
     assert.equal(await exit, 0);
     assert.equal(fs.statSync(file).size, big.length + 3);
+  });
+
+  it('stdin never written holds only its fd: closing it is the end of input, and the process is found by its stdio', async (t) => {
+    const file = tmpFile(t);
+    const io = ProcessIO.pipes(64 * 1024);
+    const { child, exit } = run(t, io, 'cat > "$1"; echo done', file);
+    const fd = io.descriptors().stdin;
+    assert.ok(fd !== null && fs.fstatSync(fd).isSocket(), 'the agent holds its end of the stdin pipe');
+    assert.equal((io as unknown as { stdin: unknown }).stdin, null, 'no stream is made for input nobody wrote');
+    // The shell holds all three; cat, its stdout on the file, only stdin and stderr: found by stdin's end too.
+    await new Promise((r) => setTimeout(r, 50));
+    const holders = io.holders();
+    assert.ok(holders.includes(child.pid!) && holders.length === 2, `the shell and its cat: ${holders}`);
+    io.closeStdin();
+    assert.equal(await exit, 0, 'cat read the end of input and exited');
+    await waitForOutput(io, 'done');
+    assert.equal(fs.readFileSync(file, 'utf8'), '');
+    assert.throws(() => fs.fstatSync(fd), /EBADF/, 'the agent end is closed');
+    await assert.rejects(io.writeStdinAt(0, Buffer.from('late')), isKind('failed-precondition', /stdin is closed/));
   });
 
   it('a write that failed is not reported as applied when retried', async (t) => {

@@ -8,8 +8,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { AgentError, failedPrecondition, invalidArgument, outOfRange } from '../errors';
+import { native } from '../../native/native';
 import { OutputStream, type StreamState } from '../stdio/output-stream';
 import { Pty } from '../stdio/pty';
+import { closeQuietly } from './spawn';
 
 /** Where the stdio of a process stands, for a client that attaches again. */
 export interface StdioState {
@@ -32,7 +34,15 @@ export interface AdoptedStdio {
 export class ProcessIO {
   stdout!: OutputStream;
   stderr!: OutputStream;
+  /**
+   * The agent's end of the stdin pipe, wrapped in a stream only once input
+   * is written or ended: most processes never get any, and an idle stream
+   * costs ~4 KB of the agent's memory per process (bench/scale.ts).
+   */
   private stdin: Writable | null = null;
+  private stdinFd: number | null = null;
+  /** The process's end of the stdin pipe, from spawnStdio() until attach() has handed it over. */
+  private stdinPeerFd: number | null = null;
   /** Bytes of stdin accepted (queued in order) so far. */
   private written_ = 0;
   /** Settles once every write accepted so far has been delivered or has failed; never rejects. */
@@ -80,8 +90,7 @@ export class ProcessIO {
     for (const [ended, fd] of [[saved.stdout.ended, fds.stdout], [saved.stderr.ended, fds.stderr]] as const) if (ended && fd !== null) fs.closeSync(fd);
     io.stdout = OutputStream.restored(out, bufferLimit, 'stdout', saved.stdout, saved.held.stdout);
     io.stderr = OutputStream.restored(err, bufferLimit, 'stderr', saved.stderr, saved.held.stderr);
-    io.stdin = socket(fds.stdin, false);
-    io.stdin?.on('error', () => {});
+    io.stdinFd = fds.stdin;
     io.finishAdoption(saved.stdinWritten);
     return io;
   }
@@ -100,10 +109,11 @@ export class ProcessIO {
     return new ProcessIO(true, bufferLimit);
   }
 
-  /** The stdio option for spawning the runtime that starts this process. */
+  /** The stdio option for spawning the runtime that starts this process (once: it makes the stdin pipe). */
   spawnStdio(): StdioOptions {
     if (this.pty) return [this.pty.slaveFd, this.pty.slaveFd, this.pty.slaveFd];
-    return ['pipe', 'pipe', 'pipe'];
+    [this.stdinFd, this.stdinPeerFd] = native.socketpair();
+    return [this.stdinPeerFd, 'pipe', 'pipe'];
   }
 
   /** Takes over the agent-side ends once the runtime has been spawned. */
@@ -120,23 +130,19 @@ export class ProcessIO {
       this.stderr = new OutputStream(none, this.bufferLimit, 'stderr');
       return;
     }
-    // child_process makes each 'pipe' a socketpair and keeps the first socket;
+    // The spawn makes each 'pipe' a socketpair and keeps the first socket;
     // socketpair(2) allocates the child's socket right after it, so its inode
     // is ours + 1 (the kernel shows a unix socket's peer only over netlink).
     // The fds are libuv internals (the handle's fd); without them holders() finds nothing.
-    this.peerEnds = [child.stdin, child.stdout, child.stderr].map((stream) => {
+    // The stdin pipe is ours: its child end is known, and closed here now that the runtime has it.
+    this.peerEnds = [this.stdinPeerFd === null ? null : identify(this.stdinPeerFd), ...[child.stdout, child.stderr].map((stream) => {
       const fd = (stream as unknown as { _handle?: { fd?: number } } | null)?._handle?.fd;
       const own = typeof fd === 'number' && fd >= 0 ? identify(fd) : null;
       if (own === null) return null;
       const [dev, ino] = own.split(':');
       return `${dev}:${Number(ino) + 1}`;
-    });
-    this.stdin = child.stdin;
-    // Node destroys a child's stdin when that child exits, but the child here
-    // is the runtime, which exits at once; the container process keeps reading.
-    child.stdin = null;
-    // EPIPE when the process has closed stdin is reported on the write call.
-    this.stdin!.on('error', () => {});
+    })];
+    this.closePeer();
     this.stdout = new OutputStream(child.stdout as Readable, this.bufferLimit, 'stdout');
     this.stderr = new OutputStream(child.stderr as Readable, this.bufferLimit, 'stderr');
   }
@@ -153,7 +159,7 @@ export class ProcessIO {
       return typeof fd === 'number' && fd >= 0 ? fd : null;
     };
     const source = (out: OutputStream | undefined) => (out ? fdOf(out.sourceStream) : null);
-    return { stdin: fdOf(this.stdin), stdout: source(this.stdout), stderr: source(this.stderr), pty: null };
+    return { stdin: this.stdin ? fdOf(this.stdin) : this.stdinFd, stdout: source(this.stdout), stderr: source(this.stderr), pty: null };
   }
 
   /** The streams exist: the runtime was handed the stdio (attach), or it was taken over (adopted). */
@@ -223,14 +229,24 @@ export class ProcessIO {
   private refuseClosedStdin(): void {
     if (this.pty) return;
     const stdin = this.stdin;
-    if (!stdin || this.stdinClosing || stdin.writableEnded || stdin.destroyed) {
-      throw failedPrecondition('stdin is closed');
+    const open = stdin ? !(stdin.writableEnded || stdin.destroyed) : this.stdinFd !== null;
+    if (!open || this.stdinClosing) throw failedPrecondition('stdin is closed');
+  }
+
+  /** The stdin stream, made on first use from the agent's end of the pipe; null once closed. */
+  private stdinStream(): Writable | null {
+    if (!this.stdin && this.stdinFd !== null) {
+      this.stdin = new net.Socket({ fd: this.stdinFd, readable: false, writable: true });
+      this.stdinFd = null;
+      // EPIPE when the process has closed stdin is reported on the write call.
+      this.stdin.on('error', () => {});
     }
+    return this.stdin;
   }
 
   private async deliver(data: Buffer): Promise<void> {
     if (this.pty) return this.pty.write(data);
-    const stdin = this.stdin;
+    const stdin = this.stdinStream();
     if (!stdin || stdin.writableEnded || stdin.destroyed) throw failedPrecondition('stdin is closed');
     await new Promise<void>((resolve, reject) =>
       stdin.write(data, (err) => (err ? reject(failedPrecondition(`stdin write failed: ${err.message}`)) : resolve())),
@@ -249,7 +265,20 @@ export class ProcessIO {
       return;
     }
     this.stdinClosing = true;
-    void done.then(() => this.stdin?.end());
+    // Input never written has no stream: closing the agent's end is the end of input.
+    void done.then(() => (this.stdin ? this.stdin.end() : this.closeStdinFd()));
+  }
+
+  private closeStdinFd(): void {
+    if (this.stdinFd === null) return;
+    closeQuietly(this.stdinFd);
+    this.stdinFd = null;
+  }
+
+  private closePeer(): void {
+    if (this.stdinPeerFd === null) return;
+    closeQuietly(this.stdinPeerFd);
+    this.stdinPeerFd = null;
   }
 
   resize(columns: number, rows: number): void {
@@ -293,6 +322,8 @@ export class ProcessIO {
   close(): void {
     this.pty?.close();
     this.stdin?.destroy();
+    this.closeStdinFd();
+    this.closePeer();
   }
 }
 

@@ -132,7 +132,8 @@ export function spawnChild(command: string, args: readonly string[], options: Sp
   return child as unknown as ChildProcess;
 }
 
-function closeQuietly(fd: number): void {
+/** close(2), for an fd that may already be closed. */
+export function closeQuietly(fd: number): void {
   try {
     fs.closeSync(fd);
   } catch {
