@@ -427,15 +427,16 @@ export class Container {
   private async removeOnce(timeoutSeconds: number): Promise<void> {
     const deadline = AbortSignal.timeout(timeoutSeconds * 1000);
     // Each of these sees `removing` once its runtime call returns and kills what it started.
-    const timedOut = (what: string) => () =>
-      failedPrecondition(`removing container ${this.id}: ${what} after ${timeoutSeconds} s; RemoveContainer again goes on from there, or give it a longer timeout`);
+    // What is still awaited is counted when the time is up.
+    const timedOut = (what: () => string) => () =>
+      failedPrecondition(`removing container ${this.id}: ${what()} after ${timeoutSeconds} s; RemoveContainer again goes on from there, or give it a longer timeout`);
     await abortable(Promise.allSettled([...this.launching]), deadline,
-      timedOut(`the runtime had not yet started ${this.launching.size} of its execs`));
+      timedOut(() => `the runtime had not yet started ${this.launching.size} of its execs`));
     const running = [this.init, ...this.execs.values()].filter((p) => p.isRunning);
     for (const p of running) process.kill(p.pid!, 'SIGKILL');
     const exits = running.map((p) => p.exited()!);
     await abortable(Promise.all(exits), deadline,
-      timedOut(`${running.filter((p) => p.isRunning).length} of the ${running.length} processes it killed had not exited yet`));
+      timedOut(() => `${running.filter((p) => p.isRunning).length} of the ${running.length} processes it killed had not exited yet`));
     await this.deps.runtime.delete(this.id).catch((err: unknown) => {
       // The runtime has no such container (its state was lost, or it never got that far):
       // there is nothing left to delete, and refusing would leave the container listed for ever.
