@@ -8,6 +8,12 @@ import { SHARE_TAG, startVm, type Vm, type VmOptions } from '../build/vm';
 import { AgentClient } from '../src/client/client';
 import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 
+/** One sample's value from GetMetrics' Prometheus text (the first, whatever its labels); NaN when absent. */
+export function metric(text: string, name: string): number {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
 export interface BenchGuest {
   vm: Vm;
   addr: string;

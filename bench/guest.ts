@@ -10,6 +10,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { GUEST_DIR, SHARE_TAG, startVm } from '../build/vm';
 import { AgentClient } from '../src/client/client';
+import { metric } from './guest-vm';
 import { MODES, measureStdout, measureUnary, printTable, type Throughput, throughputRows } from './stdout';
 import { makeBusyboxRootfs } from '../test/helpers/rootfs';
 import { containerSpec } from '../test/helpers/spec';
@@ -28,11 +29,6 @@ const rows: string[][] = [['measure', 'n', 'median', 'min', 'max', 'unit', 'note
 const timing = (measure: string, xs: number[], notes = '') =>
   rows.push([measure, String(xs.length), median(xs).toFixed(0), Math.min(...xs).toFixed(0), Math.max(...xs).toFixed(0), 'ms', notes]);
 const value = (measure: string, v: string, unit: string, notes = '') => rows.push([measure, '1', v, '-', '-', unit, notes]);
-
-function metric(text: string, name: string): number {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
-}
 
 async function main(): Promise<void> {
   for (const f of ['vmlinux', 'initrd.img', 'rootfs.img']) {
@@ -237,20 +233,24 @@ async function guestMemoryBreakdown(client: AgentClient): Promise<void> {
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN) * 1024;
   const inUse = kb('MemTotal') - kb('MemAvailable');
   value('guest memory in use, later (total - available)', mib(inUse), 'MiB', 'after the lifecycles and execs; its parts below');
-  const parts: Array<[string, number, string]> = [
-    ['  RAM the kernel keeps (QEMU -m minus MemTotal)', GUEST_MEMORY_MIB * 1048576 - kb('MemTotal'), 'kernel image, memmap, early reservations'],
+  // The parts of memory in use that /proc/meminfo names; the rest of it is mostly the kernel's free reserve.
+  const inUseParts: Array<[string, number, string]> = [
     ['  anonymous memory (AnonPages)', kb('AnonPages'), 'the agent\'s heap, the container\'s processes'],
     ['  shared memory and tmpfs (Shmem)', kb('Shmem'), 'files in tmpfs mounts'],
     ['  kernel slab, unreclaimable (SUnreclaim)', kb('SUnreclaim'), ''],
-    ['  kernel slab, reclaimable (SReclaimable)', kb('SReclaimable'), 'counted available'],
     ['  kernel stacks, page tables, per-cpu', kb('KernelStack') + kb('PageTables') + kb('Percpu'), ''],
     ['  vmalloc (VmallocUsed)', kb('VmallocUsed'), 'module text among it'],
+  ];
+  const named = inUseParts.reduce((sum, [, bytes]) => sum + bytes, 0);
+  const parts: Array<[string, number, string]> = [
+    ['  RAM the kernel keeps (QEMU -m minus MemTotal)', GUEST_MEMORY_MIB * 1048576 - kb('MemTotal'), 'kernel image, memmap, early reservations'],
+    ...inUseParts,
+    ['  the rest of in use: free memory the kernel keeps in reserve, mostly', inUse - named,
+      'watermarks (vm.min_free_kbytes); half the page cache up to the low one'],
+    ['  kernel slab, reclaimable (SReclaimable)', kb('SReclaimable'), 'counted available'],
     ['  page cache (Cached)', kb('Cached'), 'root image and executable; mostly counted available'],
     ['  free (MemFree)', kb('MemFree'), ''],
   ];
-  const counted = kb('AnonPages') + kb('Shmem') + kb('SUnreclaim') + kb('KernelStack') + kb('PageTables') + kb('Percpu') + kb('VmallocUsed');
-  parts.splice(7, 0, ['  the rest of in use: free memory the kernel keeps in reserve, mostly', inUse - counted,
-    'watermarks (vm.min_free_kbytes); half the page cache up to the low one']);
   for (const [measure, bytes, notes] of parts) value(measure, mib(bytes), 'MiB', notes);
 }
 

@@ -11,11 +11,11 @@
 // exec ends the run with the table so far and the error. Asserts nothing.
 //   npm run bench:scale                                  (builds first)
 //   node --import tsx bench/scale.ts [--processes N] [--step N] [--batch N] [--idle S] [--guest [--memory MiB]]
-import fs from 'node:fs';
 import { AgentClient } from '../src/client/client';
 import { agentNodePid, startAgent } from '../test/helpers/agent-process';
+import { sampleAgent } from '../test/helpers/soak';
 import { containerSpec } from '../test/helpers/spec';
-import { startBenchGuest } from './guest-vm';
+import { metric, startBenchGuest } from './guest-vm';
 import { printTable } from './stdout';
 
 const flag = (name: string, fallback: number) => {
@@ -27,6 +27,7 @@ const TOTAL = flag('processes', GUEST ? 10_000 : 2000);
 const STEP = flag('step', Math.max(100, TOTAL / 10));
 const BATCH = flag('batch', 20);
 const IDLE_S = flag('idle', 30);
+const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
 const proc = (args: string[]) => ({ args, cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 }, terminal: false });
 
 interface Usage { rssKb: number; anonKb: number; fds: number; guestInUseMb?: number }
@@ -38,9 +39,8 @@ async function onHost(): Promise<Subject> {
   return {
     addr: agent.addr,
     usage: async () => {
-      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-      const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-      return { rssKb: kb('VmRSS'), anonKb: kb('RssAnon'), fds: fs.readdirSync(`/proc/${pid}/fd`).length };
+      const s = sampleAgent(pid);
+      return { rssKb: s.vmRssKiB, anonKb: s.rssAnonKiB, fds: s.fds };
     },
     stop: () => agent.stop(),
   };
@@ -52,10 +52,10 @@ async function inGuest(): Promise<Subject> {
     addr: guest.addr,
     usage: async (client) => {
       const text = (await client.v2('GetMetrics', {})).metrics;
-      const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      const value = (name: string) => metric(text, name);
       return {
-        rssKb: metric('agent_process_resident_memory_bytes') / 1024, anonKb: metric('agent_process_resident_anon_bytes') / 1024,
-        fds: metric('agent_process_open_fds'), guestInUseMb: (metric('guest_memory_total_bytes') - metric('guest_memory_available_bytes')) / 1e6,
+        rssKb: value('agent_process_resident_memory_bytes') / 1024, anonKb: value('agent_process_resident_anon_bytes') / 1024,
+        fds: value('agent_process_open_fds'), guestInUseMb: (value('guest_memory_total_bytes') - value('guest_memory_available_bytes')) / 1e6,
       };
     },
     stop: guest.stop,
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     await client.createContainer({ containerId: 'scale', ociSpec: containerSpec({ rootPath: 'busybox', args: ['sleep', '1000000'] }) });
     await client.startContainer({ containerId: 'scale' });
     // The base is idle as the last row is: compared with a figure taken just after start-up's work, the idle one would look too small.
-    await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+    await sleep(IDLE_S);
     const base = await subject.usage(client);
     row(`0, idle ${IDLE_S} s after start`, '', '', base, '');
     let n = 0;
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
         process.stderr.write(`scale: ${n} processes\n`);
       }
       // What the agent keeps per process once it is idle again: V8 shrinks its heap and the agent trims malloc (memory-trim.ts) in that time.
-      await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+      await sleep(IDLE_S);
       const u = await subject.usage(client);
       row(`${n}, idle ${IDLE_S} s later`, '', '', u, ((u.anonKb - base.anonKb) / n).toFixed(1));
     } catch (err) {

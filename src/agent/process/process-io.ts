@@ -142,7 +142,7 @@ export class ProcessIO {
       const [dev, ino] = own.split(':');
       return `${dev}:${Number(ino) + 1}`;
     })];
-    this.closePeer();
+    this.stdinPeerFd = release(this.stdinPeerFd);
     this.stdout = new OutputStream(child.stdout as Readable, this.bufferLimit, 'stdout');
     this.stderr = new OutputStream(child.stderr as Readable, this.bufferLimit, 'stderr');
   }
@@ -266,19 +266,7 @@ export class ProcessIO {
     }
     this.stdinClosing = true;
     // Input never written has no stream: closing the agent's end is the end of input.
-    void done.then(() => (this.stdin ? this.stdin.end() : this.closeStdinFd()));
-  }
-
-  private closeStdinFd(): void {
-    if (this.stdinFd === null) return;
-    closeQuietly(this.stdinFd);
-    this.stdinFd = null;
-  }
-
-  private closePeer(): void {
-    if (this.stdinPeerFd === null) return;
-    closeQuietly(this.stdinPeerFd);
-    this.stdinPeerFd = null;
+    void done.then(() => (this.stdin ? this.stdin.end() : (this.stdinFd = release(this.stdinFd))));
   }
 
   resize(columns: number, rows: number): void {
@@ -322,9 +310,15 @@ export class ProcessIO {
   close(): void {
     this.pty?.close();
     this.stdin?.destroy();
-    this.closeStdinFd();
-    this.closePeer();
+    this.stdinFd = release(this.stdinFd);
+    this.stdinPeerFd = release(this.stdinPeerFd);
   }
+}
+
+/** Closes a held fd, if any; null, for the field that held it. */
+function release(fd: number | null): null {
+  if (fd !== null) closeQuietly(fd);
+  return null;
 }
 
 /** "dev:ino" of an open fd; null if it cannot be stat'ed. */
